@@ -1,0 +1,46 @@
+/*
+ * names.h: what a name in a request is, and whether it falls inside a domain.
+ *
+ * Names are compared in canonical form: lower case, A-labels (punycode; an
+ * IDN U-label in a request is refused, not converted), no trailing dot.
+ */
+#ifndef ENROLLD_NAMES_H
+#define ENROLLD_NAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum name_kind { NAME_DNS, NAME_IP, NAME_EMAIL };
+
+#define NAME_MAX_LEN 256
+
+struct req_name {
+	enum name_kind kind;
+	char value[NAME_MAX_LEN]; /* canonical: dns lower-case no trailing dot;
+				     ip in inet_ntop form; email local@domain
+				     with domain lower-cased */
+};
+
+/* Canonicalises a DNS name (may start with "*." ) into out. Returns 0, or -1
+ * when it is not a valid host name: empty label, label > 63, name > 253,
+ * characters outside LDH, leading/trailing hyphen, non-ASCII (U-label),
+ * a wildcard anywhere but the whole leftmost label, an all-numeric TLD. */
+int name_dns_canonical(const char *in, char *out, size_t outlen);
+/* Canonical IPv4/IPv6 text; -1 if not an address. */
+int name_ip_canonical(const char *in, char *out, size_t outlen);
+/* The domain part of an e-mail address, canonical; -1 if malformed. */
+int name_email_canonical(const char *in, char *out, size_t outlen);
+
+bool name_is_wildcard(const char *canonical_dns);
+
+/* True when canonical DNS name `name` is `domain` or a subdomain of it; a
+ * wildcard "*.x.domain" is inside `domain` when "x.domain" is (or equal
+ * "*.domain" when the domain itself). Label-aligned: "badexample.com" is not
+ * inside "example.com". */
+bool name_in_domain(const char *name, const char *domain);
+
+/* The "typed" text form stored in certificates.names: "dns:..", "ip:..",
+ * "email:..". */
+void name_typed(const struct req_name *n, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * ra.h: the registration authority: enrollment, approval, revocation.
+ *
+ * Every door turns its request into a struct enroll_request and calls
+ * ra_enroll(). It loads the facts the policy needs from PostgreSQL, asks
+ * policy_decide(), and then, in one transaction:
+ *   issue -> certificate row (status issued, serial, DER) + audit entry,
+ *            signed by ca_issue() inside the transaction before COMMIT, so
+ *            nothing is returned that is not recorded;
+ *   hold  -> certificate row (status requested) + audit entry;
+ *   deny  -> audit entry only: no certificate row is written.
+ * A request with an idempotency_key that was already seen returns the stored
+ * result instead of issuing again (SCEP transactionID, ACME finalize).
+ */
+#ifndef ENROLLD_RA_H
+#define ENROLLD_RA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+struct db;
+struct ca;
+struct enrolld_config;
+
+struct enroll_request {
+	const char *protocol;		/* "admin", "acme", "scep", "est" */
+	const char *requester;		/* audit actor: "admin:3", "acme:17", ... */
+	int64_t requester_admin_id;	/* 0 when not an administrator */
+	int64_t org_id;
+	int64_t dept_id;		/* 0: none */
+	int64_t profile_id;
+	int64_t endpoint_id;		/* 0: no endpoint (admin API) */
+	int term_days;
+	const void *csr;		/* DER, PEM or base64 DER */
+	size_t csr_len;
+	bool requester_auto_approve;
+	const char *idempotency_key;	/* NULL or unique per logical request */
+};
+
+enum ra_status {
+	RA_OK,		/* see result.outcome */
+	RA_BAD_CSR,	/* not a PKCS#10 at all: result.detail says why */
+	RA_NOT_FOUND,	/* org/department/profile/endpoint does not exist */
+	RA_CONFLICT,	/* e.g. approve a certificate that is not requested */
+	RA_UNAVAILABLE,	/* database down: answer 503 */
+	RA_ERROR,	/* internal failure (logged) */
+};
+
+struct enroll_result {
+	enum policy_outcome outcome;
+	const char *reason;	/* policy reason code, NULL on issue */
+	char detail[256];
+	int64_t cert_id;	/* 0 on deny */
+	char serial[41];	/* "" unless issued */
+	char *cert_pem;		/* issued certificate (newly allocated) or NULL */
+	char *chain_pem;	/* certificate + issuing CA + root (newly allocated) or NULL */
+};
+
+void enroll_result_free(struct enroll_result *r);
+
+enum ra_status ra_enroll(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
+    const struct enroll_request *req, struct enroll_result *out)
+    __attribute__((warn_unused_result));
+
+/* Approve a 'requested' certificate (the caller has checked the approver's
+ * scope): re-runs the policy (a domain may have been deactivated since),
+ * then issues. */
+enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
+    int64_t cert_id, int64_t approver_admin_id, struct enroll_result *out)
+    __attribute__((warn_unused_result));
+enum ra_status ra_decline(struct db *db, int64_t cert_id, int64_t approver_admin_id,
+    const char *reason) __attribute__((warn_unused_result));
+
+/* Revokes an issued certificate with an RFC 5280 reason and regenerates the
+ * CRL; RA_CONFLICT when already revoked or not issued. */
+enum ra_status ra_revoke(struct db *db, struct ca *ca, int64_t cert_id, int reason,
+    const char *actor) __attribute__((warn_unused_result));
+
+/* The current CRL of the issuing CA (DER, newly allocated, caller frees),
+ * regenerated when missing or past half its validity. */
+enum ra_status ra_crl(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
+    unsigned char **der, size_t *der_len) __attribute__((warn_unused_result));
+
+#endif
