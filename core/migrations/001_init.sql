@@ -66,8 +66,9 @@ CREATE TABLE admin_tokens (
 
 CREATE TABLE domains (
     id               bigserial PRIMARY KEY,
-    -- lower-case, A-label (punycode), no trailing dot, no wildcard
-    name             text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$'),
+    -- lower-case, A-label (punycode), no trailing dot, no wildcard; or an IP
+    -- address in canonical text form (IPv6 has ':'), delegated for IP SANs
+    name             text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9:]([a-z0-9.:-]*[a-z0-9:])?$'),
     description      text,
     active           boolean NOT NULL DEFAULT true,
     dcv_status       text NOT NULL DEFAULT 'not_started'
