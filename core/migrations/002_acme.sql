@@ -2,13 +2,24 @@
 -- needs lives here, so several enrolld instances sharing one PostgreSQL serve
 -- the same accounts, orders and nonces.
 
--- Nonces: single use across every instance. UNLOGGED: losing them in a
--- PostgreSQL crash only makes clients retry with badNonce.
+-- Nonces are stateless to hand out: base64url(random || issue time || HMAC)
+-- under a key shared by every instance (acme_secrets). Using one inserts it
+-- here; a second use hits the primary key and is badNonce, whichever
+-- instance saw the first. UNLOGGED: a PostgreSQL crash forgets used nonces,
+-- which is harmless because nonces also expire (expires_at) and the
+-- secret is rotated on such a crash by the door (see protocols/acme).
 CREATE UNLOGGED TABLE acme_nonces (
     nonce      text PRIMARY KEY,
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX acme_nonces_expires_idx ON acme_nonces (expires_at);
+
+-- Secrets shared by every instance (the nonce HMAC key).
+CREATE TABLE acme_secrets (
+    name       text PRIMARY KEY,
+    value      bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- External account binding credentials, created by an administrator for an
 -- organization or department on one ACME endpoint. The HMAC key is stored
