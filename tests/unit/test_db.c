@@ -1,0 +1,657 @@
+/*
+ * test_db.c: the store foundation against a real, embedded PostgreSQL.
+ *
+ * Starts a cluster with pgsup_start() in a fresh temporary state directory
+ * (owned by user enrolld when run as root), then checks: migrations apply
+ * once (also when four connections migrate at the same time), the schema's
+ * guards (append-only audit_log, the admins role CHECK, UNIQUE NULLS NOT
+ * DISTINCT on delegations), the error path of db_exec (SQLSTATE, nothing
+ * written), transactions, behaviour while PostgreSQL is down (db_ensure fails
+ * fast, db_unavailable) and recovery after a restart, the watchdog restarting
+ * a postmaster killed with SIGKILL, the takeover of a postgres left running
+ * by a killed enrolld, and that pgsup_stop leaves no postgres behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "embedded.h"
+#include "log.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			passed++;                                                                  \
+		} else {                                                                           \
+			failed++;                                                                  \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+		}                                                                                  \
+	} while (0)
+
+static char state_dir[PATH_MAX];
+static char datadir[PATH_MAX + 16];
+static const char *run_user;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static bool streq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* Runs sql, returns its single value as a long (-1 on error or no row). */
+static long value_long(struct db *db, const char *sql)
+{
+	char *v = db_value(db, "test_value", sql, 0, NULL);
+	long n = -1;
+
+	if (v != NULL && v[0] != '\0')
+		n = strtol(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+/* Runs sql expecting success. */
+static bool exec_ok(struct db *db, const char *sql)
+{
+	PGresult *res = db_exec(db, "test_exec", sql, 0, NULL);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+/* Runs sql expecting failure with the given SQLSTATE. */
+static bool exec_fails(struct db *db, const char *sql, const char *sqlstate)
+{
+	PGresult *res = db_exec(db, "test_refused", sql, 0, NULL);
+
+	if (res != NULL) {
+		PQclear(res);
+		return false;
+	}
+	if (!streq(db->last_sqlstate, sqlstate)) {
+		fprintf(stderr, "  expected SQLSTATE %s, got %s\n", sqlstate, db->last_sqlstate);
+		return false;
+	}
+	return true;
+}
+
+/* Postmaster pid from postmaster.pid, or -1. */
+static pid_t postmaster_pid(void)
+{
+	char path[PATH_MAX + 32];
+	FILE *f;
+	long pid = -1;
+
+	snprintf(path, sizeof(path), "%s/postmaster.pid", datadir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = -1;
+	fclose(f);
+	return (pid_t)pid;
+}
+
+/* True if pid exists and is not a zombie. */
+static bool process_alive(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char *p;
+
+	if (pid <= 0 || kill(pid, 0) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	if (fgets(buf, sizeof(buf), f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	p = strrchr(buf, ')');
+	return !(p != NULL && p[1] == ' ' && p[2] == 'Z');
+}
+
+/* Number of live processes whose working directory is our data directory
+ * (every postgres process of the cluster chdir()s there). */
+static int cluster_processes(void)
+{
+	char real[PATH_MAX], link[PATH_MAX], path[300];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if (realpath(datadir, real) == NULL)
+		return 0;
+	d = opendir("/proc");
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		ssize_t len;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cwd", de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;
+		link[len] = '\0';
+		if (strcmp(link, real) == 0 && process_alive((pid_t)atol(de->d_name)))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Waits up to ms for the cluster's processes to be gone. */
+static bool cluster_gone_within(long ms)
+{
+	double deadline = now_ms() + ms;
+
+	while (cluster_processes() != 0) {
+		if (now_ms() > deadline)
+			return false;
+		sleep_ms(50);
+	}
+	return true;
+}
+
+static int count_migrations(void)
+{
+	int n = 0;
+
+	for (const struct embedded_file *m = embedded_migrations; m->name; m++)
+		n++;
+	return n;
+}
+
+static void test_migrate(struct db *db)
+{
+	char *first = NULL, *second = NULL;
+	const char *sql_applied =
+	    "SELECT string_agg(name || '@' || applied_at::text, ',' ORDER BY name)"
+	    " FROM schema_migrations";
+
+	CHECK(db_migrate(db) == 0);
+	CHECK(value_long(db, "SELECT count(*) FROM schema_migrations") == count_migrations());
+	CHECK(value_long(db, "SELECT count(*) FROM schema_migrations WHERE "
+	                     "name = '001_init.sql'") == 1);
+	CHECK(value_long(db, "SELECT count(*) FROM information_schema.tables "
+	                     "WHERE table_schema = 'public' AND table_name IN "
+	                     "('organizations','departments','admins',"
+	                     "'admin_tokens','domains','delegations','profiles',"
+	                     "'endpoints','certificates','audit_log','crl_state')") == 11);
+	first = db_value(db, "applied", sql_applied, 0, NULL);
+	/* The second run is a no-op: same rows, same timestamps. */
+	CHECK(db_migrate(db) == 0);
+	second = db_value(db, "applied", sql_applied, 0, NULL);
+	CHECK(first != NULL && first[0] != '\0' && streq(first, second));
+	CHECK(value_long(db, "SELECT count(*) FROM schema_migrations") == count_migrations());
+	free(first);
+	free(second);
+}
+
+struct migrate_arg {
+	const char *conninfo;
+	int rc;
+};
+
+static void *migrate_thread(void *p)
+{
+	struct migrate_arg *arg = p;
+	struct db *db = db_new(arg->conninfo);
+
+	arg->rc = -1;
+	if (db != NULL && db_ensure(db) == 0)
+		arg->rc = db_migrate(db);
+	db_close(db);
+	return NULL;
+}
+
+/* Four instances starting together on an empty database. */
+static void test_concurrent_migrate(struct db *db, const char conninfo[1024])
+{
+	char ci[1100];
+	struct migrate_arg args[4];
+	pthread_t threads[4];
+	struct db *other = NULL;
+
+	CHECK(exec_ok(db, "CREATE DATABASE enrolld_concurrent"));
+	snprintf(ci, sizeof(ci), "%s dbname=enrolld_concurrent", conninfo);
+	for (int i = 0; i < 4; i++) {
+		args[i].conninfo = ci;
+		pthread_create(&threads[i], NULL, migrate_thread, &args[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		CHECK(args[i].rc == 0);
+	}
+	other = db_new(ci);
+	CHECK(other != NULL && db_ensure(other) == 0);
+	CHECK(value_long(other, "SELECT count(*) FROM schema_migrations") == count_migrations());
+	CHECK(value_long(other, "SELECT count(*) FROM pg_tables WHERE "
+	                        "tablename = 'audit_log'") == 1);
+	db_close(other);
+	CHECK(exec_ok(db, "DROP DATABASE enrolld_concurrent"));
+}
+
+static void test_audit(struct db *db)
+{
+	long before = value_long(db, "SELECT count(*) FROM audit_log");
+
+	CHECK(before == 0);
+	CHECK(db_audit(db, "system", "test.start", NULL, 0, 0, 0, NULL, NULL, NULL) == 0);
+	CHECK(db_audit(db, "admin:1", "org.create", "organization", 42, 7, 0, "denied",
+	               "name_taken", "{\"name\": \"Example\"}") == 0);
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log") == 2);
+	/* 0 ids are NULL, outcome defaults to ok, details to {}. */
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log WHERE action = "
+	                     "'test.start' AND object_id IS NULL AND org_id IS "
+	                     "NULL AND dept_id IS NULL AND outcome = 'ok' AND "
+	                     "details = '{}'::jsonb") == 1);
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log WHERE action = "
+	                     "'org.create' AND object_id = 42 AND org_id = 7 "
+	                     "AND dept_id IS NULL AND outcome = 'denied' AND "
+	                     "reason = 'name_taken' AND details->>'name' = "
+	                     "'Example'") == 1);
+	/* Bad JSON and a bad outcome are refused and write nothing. */
+	CHECK(db_audit(db, "system", "x", NULL, 0, 0, 0, NULL, NULL, "{not json") == -1);
+	CHECK(streq(db->last_sqlstate, "22P02"));
+	CHECK(db_audit(db, "system", "x", NULL, 0, 0, 0, "maybe", NULL, NULL) == -1);
+	CHECK(streq(db->last_sqlstate, "23514"));
+	CHECK(!db_unavailable(db));
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log") == 2);
+
+	/* Append-only: UPDATE, DELETE and TRUNCATE raise (P0001). */
+	CHECK(exec_fails(db, "UPDATE audit_log SET actor = 'mallory'", "P0001"));
+	CHECK(exec_fails(db, "DELETE FROM audit_log", "P0001"));
+	CHECK(exec_fails(db, "TRUNCATE audit_log", "P0001"));
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log") == 2);
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log WHERE actor = "
+	                     "'mallory'") == 0);
+}
+
+static void test_schema_guards(struct db *db)
+{
+	/* admins: the role decides which scope columns are set. */
+	CHECK(exec_ok(db, "INSERT INTO organizations (name) VALUES ('Org A')"));
+	CHECK(exec_fails(db,
+	                 "INSERT INTO admins (login, role, org_id) SELECT 'm1', 'mrao', id "
+	                 "FROM organizations WHERE name = 'Org A'",
+	                 "23514"));
+	CHECK(exec_fails(db,
+	                 "INSERT INTO admins (login, role) VALUES "
+	                 "('r1', 'rao')",
+	                 "23514"));
+	CHECK(exec_fails(db,
+	                 "INSERT INTO admins (login, role) VALUES "
+	                 "('s1', 'superuser')",
+	                 "23514"));
+	CHECK(value_long(db, "SELECT count(*) FROM admins") == 0);
+	CHECK(exec_ok(db, "INSERT INTO admins (login, role) VALUES "
+	                  "('m1', 'mrao')"));
+	CHECK(exec_ok(db, "INSERT INTO admins (login, role, org_id, cert_types)"
+	                  " SELECT 'r1', 'rao', id, '{ssl}' FROM organizations "
+	                  "WHERE name = 'Org A'"));
+	CHECK(value_long(db, "SELECT count(*) FROM admins") == 2);
+
+	/* delegations: one per (domain, org, dept), a NULL dept included. */
+	CHECK(exec_ok(db, "INSERT INTO domains (name) VALUES ('example.com')"));
+	CHECK(exec_ok(db, "INSERT INTO delegations (domain_id, org_id, "
+	                  "cert_types, state) SELECT d.id, o.id, '{ssl}', "
+	                  "'approved' FROM domains d, organizations o"));
+	CHECK(exec_fails(db,
+	                 "INSERT INTO delegations (domain_id, org_id, cert_types, state) "
+	                 "SELECT d.id, o.id, '{client}', 'requested' FROM domains d, "
+	                 "organizations o",
+	                 "23505"));
+	CHECK(!db_unavailable(db));
+	CHECK(value_long(db, "SELECT count(*) FROM delegations") == 1);
+
+	/* The plain unique violation of db_exec's error path. */
+	CHECK(exec_fails(db,
+	                 "INSERT INTO organizations (name) VALUES "
+	                 "('Org A')",
+	                 "23505"));
+	CHECK(value_long(db, "SELECT count(*) FROM organizations") == 1);
+	/* A syntax error is the statement's fault, not the connection's. */
+	CHECK(exec_fails(db, "SELEC 1", "42601"));
+	CHECK(!db_unavailable(db));
+}
+
+static void test_values_and_transactions(struct db *db)
+{
+	char *v = NULL;
+	const char *params[2] = {"Org B", NULL};
+
+	/* db_value: NULL column is "", no row is NULL without an error. */
+	v = db_value(db, "null_value", "SELECT NULL::text", 0, NULL);
+	CHECK(streq(v, ""));
+	free(v);
+	v = db_value(db, "no_row", "SELECT 1 WHERE false", 0, NULL);
+	CHECK(v == NULL && db->last_sqlstate[0] == '\0');
+	free(v);
+	/* Parameters are text; a NULL entry is SQL NULL. */
+	v = db_value(db, "params", "SELECT $1 || coalesce($2, '-null')", 2, params);
+	CHECK(streq(v, "Org B-null"));
+	free(v);
+
+	/* Rolled back: nothing written. */
+	CHECK(db_begin(db) == 0);
+	CHECK(exec_ok(db, "INSERT INTO organizations (name) VALUES ('Org B')"));
+	db_rollback(db);
+	CHECK(value_long(db, "SELECT count(*) FROM organizations WHERE name = "
+	                     "'Org B'") == 0);
+	/* A failed statement poisons the transaction: COMMIT reports it. */
+	CHECK(db_begin(db) == 0);
+	CHECK(exec_ok(db, "INSERT INTO organizations (name) VALUES ('Org B')"));
+	CHECK(exec_fails(db, "INSERT INTO organizations (name) VALUES ('')", "23514"));
+	CHECK(db_commit(db) == -1);
+	CHECK(value_long(db, "SELECT count(*) FROM organizations WHERE name = "
+	                     "'Org B'") == 0);
+	/* Committed: written. */
+	CHECK(db_begin(db) == 0);
+	CHECK(exec_ok(db, "INSERT INTO organizations (name) VALUES ('Org B')"));
+	CHECK(db_audit(db, "system", "org.create", "organization", 2, 0, 0, NULL, NULL, NULL) == 0);
+	CHECK(db_commit(db) == 0);
+	CHECK(value_long(db, "SELECT count(*) FROM organizations WHERE name = "
+	                     "'Org B'") == 1);
+}
+
+/* PostgreSQL stopped under an open connection, then started again. */
+static void test_outage(struct pgsup **pg, struct db *db, char *conninfo, size_t len)
+{
+	double t;
+	pid_t pid = postmaster_pid();
+
+	CHECK(process_alive(pid));
+	pgsup_stop(*pg);
+	*pg = NULL;
+	CHECK(!process_alive(pid));
+	CHECK(cluster_gone_within(2000));
+
+	CHECK(!exec_ok(db, "SELECT 1"));
+	CHECK(db_unavailable(db));
+	t = now_ms();
+	CHECK(db_ensure(db) == -1);
+	CHECK(db_unavailable(db));
+	CHECK(now_ms() - t < 1000);
+	/* Within the retry interval: no attempt at all. */
+	t = now_ms();
+	for (int i = 0; i < 100; i++)
+		CHECK(db_ensure(db) == -1);
+	CHECK(now_ms() - t < 50);
+	CHECK(db_unavailable(db));
+
+	/* Restart the same cluster: no initdb, the data is still there. */
+	CHECK(pgsup_start(state_dir, run_user, NULL, pg, conninfo, len) == 0);
+	sleep_ms(550);
+	CHECK(db_ensure(db) == 0);
+	CHECK(!db_unavailable(db));
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log") == 3);
+}
+
+/* The postmaster dies behind enrolld's back: the watchdog restarts it. */
+static void test_watchdog(struct db *db)
+{
+	pid_t old = postmaster_pid();
+	pid_t now = -1;
+	double deadline;
+	bool recovered = false;
+
+	CHECK(old > 0 && kill(old, SIGKILL) == 0);
+	sleep_ms(100);
+	CHECK(!exec_ok(db, "SELECT 1"));
+	CHECK(db_unavailable(db));
+	deadline = now_ms() + 15000;
+	while (now_ms() < deadline) {
+		if (db_ensure(db) == 0 && value_long(db, "SELECT count(*) FROM audit_log") == 3) {
+			recovered = true;
+			break;
+		}
+		sleep_ms(100);
+	}
+	CHECK(recovered);
+	now = postmaster_pid();
+	CHECK(now > 0 && now != old && process_alive(now));
+}
+
+/* A second enrolld on the same state directory is refused. */
+static void test_lock(void)
+{
+	struct pgsup *second = NULL;
+	char ci[1024];
+	pid_t pid = postmaster_pid();
+
+	CHECK(pgsup_start(state_dir, run_user, NULL, &second, ci, sizeof(ci)) == -1);
+	CHECK(second == NULL);
+	CHECK(process_alive(pid) && postmaster_pid() == pid);
+}
+
+/*
+ * An enrolld killed with SIGKILL leaves its postgres running; the next
+ * start stops that one and runs its own.
+ */
+static void test_leftover(char *conninfo, size_t len)
+{
+	struct pgsup *pg = NULL;
+	struct db *db = NULL;
+	pid_t child, leftover;
+	int status;
+
+	child = fork();
+	if (child == 0) {
+		struct pgsup *cpg = NULL;
+		char ci[1024];
+
+		if (pgsup_start(state_dir, run_user, NULL, &cpg, ci, sizeof(ci)) != 0)
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(2);
+	}
+	CHECK(child > 0);
+	waitpid(child, &status, 0);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	leftover = postmaster_pid();
+	CHECK(process_alive(leftover));
+
+	CHECK(pgsup_start(state_dir, run_user, NULL, &pg, conninfo, len) == 0);
+	CHECK(!process_alive(leftover));
+	CHECK(postmaster_pid() != leftover && process_alive(postmaster_pid()));
+	db = db_new(conninfo);
+	CHECK(db != NULL && db_ensure(db) == 0);
+	CHECK(value_long(db, "SELECT count(*) FROM audit_log") == 3);
+	db_close(db);
+
+	pgsup_stop(pg);
+	CHECK(cluster_gone_within(2000));
+	CHECK(!process_alive(leftover));
+}
+
+/*
+ * The daemon starts the cluster as root, then setuid()s to the run user:
+ * the watchdog must still restart a killed postmaster, and pgsup_stop must
+ * still stop it. Runs in a child process (the drop cannot be undone).
+ */
+static void test_privilege_drop(void)
+{
+	pid_t child;
+	int status;
+
+	child = fork();
+	if (child == 0) {
+		struct pgsup *pg = NULL;
+		struct db *db = NULL;
+		struct passwd *pw = getpwnam(run_user);
+		char ci[1024];
+		double deadline;
+		pid_t old, now;
+		int bad = 0;
+
+		if (pw == NULL)
+			_exit(20);
+		if (pgsup_start(state_dir, run_user, NULL, &pg, ci, sizeof(ci)) != 0)
+			_exit(21);
+		if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+		    setuid(pw->pw_uid) != 0)
+			_exit(22);
+		old = postmaster_pid();
+		if (old <= 0 || kill(old, SIGKILL) != 0)
+			bad |= 1;
+		db = db_new(ci);
+		deadline = now_ms() + 15000;
+		while (now_ms() < deadline) {
+			if (db_ensure(db) == 0 &&
+			    value_long(db, "SELECT count(*) FROM audit_log") == 3)
+				break;
+			sleep_ms(100);
+		}
+		if (db_unavailable(db))
+			bad |= 2;
+		now = postmaster_pid();
+		if (now <= 0 || now == old || !process_alive(now))
+			bad |= 4;
+		db_close(db);
+		pgsup_stop(pg);
+		if (!cluster_gone_within(2000) || process_alive(now))
+			bad |= 8;
+		_exit(bad);
+	}
+	CHECK(child > 0);
+	CHECK(waitpid(child, &status, 0) == child);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fprintf(stderr, "  privilege-drop child: status 0x%x\n", status);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(cluster_processes() == 0);
+}
+
+static int make_state_dir(void)
+{
+	char tmpl[] = "/tmp/enrolld-test-db-XXXXXX";
+	struct passwd *pw;
+
+	if (mkdtemp(tmpl) == NULL) {
+		perror("mkdtemp");
+		return -1;
+	}
+	snprintf(state_dir, sizeof(state_dir), "%s/state", tmpl);
+	snprintf(datadir, sizeof(datadir), "%s/pgdata", state_dir);
+	if (mkdir(state_dir, 0700) != 0) {
+		perror("mkdir");
+		return -1;
+	}
+	if (getuid() == 0) {
+		run_user = "enrolld";
+		pw = getpwnam(run_user);
+		if (pw == NULL) {
+			fprintf(stderr, "no user %s\n", run_user);
+			return -1;
+		}
+		if (chown(tmpl, pw->pw_uid, pw->pw_gid) != 0 ||
+		    chown(state_dir, pw->pw_uid, pw->pw_gid) != 0) {
+			perror("chown");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void remove_state_dir(void)
+{
+	char cmd[PATH_MAX + 32];
+	char *slash;
+
+	slash = strrchr(state_dir, '/');
+	if (slash == NULL || strncmp(state_dir, "/tmp/enrolld-test-db-", 21) != 0)
+		return;
+	*slash = '\0';
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", state_dir);
+}
+
+int main(void)
+{
+	struct pgsup *pg = NULL;
+	struct db *db = NULL;
+	char conninfo[1024];
+	double t0 = now_ms();
+
+	log_init(LOG_LEVEL_WARN);
+	if (make_state_dir() != 0)
+		return 1;
+
+	CHECK(pgsup_start(state_dir, run_user, NULL, &pg, conninfo, sizeof(conninfo)) == 0);
+	if (pg == NULL) {
+		printf("%d passed, %d failed\n", passed, failed + 1);
+		remove_state_dir();
+		return 1;
+	}
+	CHECK(strstr(conninfo, "dbname=enrolld") != NULL);
+	CHECK(strstr(conninfo, "/pgsock") != NULL);
+	fprintf(stderr, "cluster up after %.0f ms\n", now_ms() - t0);
+
+	db = db_new(conninfo);
+	CHECK(db != NULL && db_ensure(db) == 0);
+	/* Only the Unix socket: no TCP listener. */
+	CHECK(value_long(db, "SELECT count(*) FROM pg_settings WHERE name = "
+	                     "'listen_addresses' AND setting = ''") == 1);
+	CHECK(value_long(db, "SELECT count(*) FROM pg_settings WHERE name = "
+	                     "'fsync' AND setting = 'on'") == 1);
+
+	test_migrate(db);
+	test_concurrent_migrate(db, conninfo);
+	test_audit(db);
+	test_schema_guards(db);
+	test_values_and_transactions(db);
+	test_lock();
+	test_outage(&pg, db, conninfo, sizeof(conninfo));
+	test_watchdog(db);
+
+	pgsup_stop(pg);
+	pg = NULL;
+	CHECK(cluster_gone_within(2000));
+	CHECK(!exec_ok(db, "SELECT 1") && db_unavailable(db));
+	db_close(db);
+
+	test_leftover(conninfo, sizeof(conninfo));
+	CHECK(cluster_processes() == 0);
+	if (getuid() == 0)
+		test_privilege_drop();
+
+	fprintf(stderr, "total %.0f ms\n", now_ms() - t0);
+	printf("%d passed, %d failed\n", passed, failed);
+	if (failed == 0)
+		remove_state_dir();
+	else
+		fprintf(stderr, "state left in %s\n", state_dir);
+	return failed == 0 ? 0 : 1;
+}
