@@ -35,10 +35,10 @@ static const struct types_entry types_key_type[] = {
 };
 
 static const struct types_entry types_key_usage[] = {
-    {KU_DIGITAL_SIGNATURE, "digitalSignature"},
-    {KU_NON_REPUDIATION, "nonRepudiation"},
-    {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
-    {KU_KEY_AGREEMENT, "keyAgreement"},
+    {KEY_USAGE_DIGITAL_SIGNATURE, "digitalSignature"},
+    {KEY_USAGE_NON_REPUDIATION, "nonRepudiation"},
+    {KEY_USAGE_KEY_ENCIPHERMENT, "keyEncipherment"},
+    {KEY_USAGE_KEY_AGREEMENT, "keyAgreement"},
     {0, NULL},
 };
 

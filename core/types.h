@@ -27,10 +27,10 @@ enum key_type {
 
 /* Key usage and extended key usage (bit masks, for a profile). */
 enum key_usage {
-	KU_DIGITAL_SIGNATURE = 1 << 0, /* "digitalSignature" */
-	KU_NON_REPUDIATION = 1 << 1,   /* "nonRepudiation" */
-	KU_KEY_ENCIPHERMENT = 1 << 2,  /* "keyEncipherment" */
-	KU_KEY_AGREEMENT = 1 << 3,     /* "keyAgreement" */
+	KEY_USAGE_DIGITAL_SIGNATURE = 1 << 0, /* "digitalSignature" */
+	KEY_USAGE_NON_REPUDIATION = 1 << 1,   /* "nonRepudiation" */
+	KEY_USAGE_KEY_ENCIPHERMENT = 1 << 2,  /* "keyEncipherment" */
+	KEY_USAGE_KEY_AGREEMENT = 1 << 3,     /* "keyAgreement" */
 };
 enum ext_key_usage {
 	EKU_SERVER_AUTH = 1 << 0,      /* "serverAuth" */

@@ -76,10 +76,10 @@ static void test_key_usage(void)
 		enum key_usage value;
 		const char *name;
 	} table[] = {
-	    {KU_DIGITAL_SIGNATURE, "digitalSignature"},
-	    {KU_NON_REPUDIATION, "nonRepudiation"},
-	    {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
-	    {KU_KEY_AGREEMENT, "keyAgreement"},
+	    {KEY_USAGE_DIGITAL_SIGNATURE, "digitalSignature"},
+	    {KEY_USAGE_NON_REPUDIATION, "nonRepudiation"},
+	    {KEY_USAGE_KEY_ENCIPHERMENT, "keyEncipherment"},
+	    {KEY_USAGE_KEY_AGREEMENT, "keyAgreement"},
 	};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
@@ -88,7 +88,7 @@ static void test_key_usage(void)
 	}
 	CHECK(key_usage_parse("digitalsignature") == -1);
 	CHECK(key_usage_parse("keyCertSign") == -1); /* CA-only usage */
-	CHECK(key_usage_name(KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT) == NULL);
+	CHECK(key_usage_name(KEY_USAGE_DIGITAL_SIGNATURE | KEY_USAGE_KEY_AGREEMENT) == NULL);
 }
 
 static void test_ext_key_usage(void)

@@ -1,0 +1,567 @@
+/*
+ * csr.c: a PKCS#10 request taken apart, distrustfully.
+ *
+ * Input arrives from every door in one of three shapes: DER (EST, SCEP
+ * inside PKCS#7), PEM with "CERTIFICATE REQUEST" or "NEW CERTIFICATE
+ * REQUEST" armour (admin API, pasted), or bare base64 of the DER (EST bodies,
+ * ACME finalize after base64url). All are bounded to CSR_MAX_INPUT bytes and
+ * must decode to exactly one DER request with no trailing bytes.
+ *
+ * What is judged here, and reported as data for core/policy to decide on:
+ *   - the self-signature (X509_REQ_verify);
+ *   - the key: RSA 2048/3072/4096 with e = 65537, EC on P-256/P-384/P-521
+ *     given by name with a valid point; anything else gets a stable reason;
+ *   - the names: subject CN(s) when they read as a DNS name, IP address or
+ *     e-mail, and SAN dNSName/iPAddress/rfc822Name, canonicalised through
+ *     core/names.c and de-duplicated. Other SAN types, or a name that does
+ *     not canonicalise, set name_error; the policy refuses the request.
+ * Only "not a PKCS#10 at all" makes csr_parse() fail.
+ */
+#include "csr.h"
+#include "types.h"
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+
+#define CSR_MAX_INPUT (64 * 1024)
+
+static const char csr_pem_begin[] = "-----BEGIN CERTIFICATE REQUEST-----";
+static const char csr_pem_begin_new[] = "-----BEGIN NEW CERTIFICATE REQUEST-----";
+static const char csr_pem_end[] = "-----END ";
+
+static void
+csr_err(char *err, size_t errlen, const char *msg)
+{
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", msg);
+}
+
+/* Value of one base64 character (standard or URL-safe alphabet), or -1. */
+static int
+csr_b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+static bool
+csr_is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+/* Decodes base64 [in, in+len) into out (capacity at least len * 3 / 4),
+ * skipping whitespace; '=' padding only at the end, and optional. Returns
+ * the decoded length or -1. */
+static long
+csr_b64_decode(const unsigned char *in, size_t len, unsigned char *out)
+{
+	uint32_t acc = 0;
+	size_t i, n = 0, pad = 0;
+	long o = 0;
+	int v;
+
+	for (i = 0; i < len; i++) {
+		if (csr_is_space(in[i]))
+			continue;
+		if (in[i] == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = csr_b64_value(in[i])) < 0)
+			return -1; /* data after padding, or not base64 */
+		acc = (acc << 6) | (uint32_t)v;
+		if (++n % 4 == 0) {
+			out[o++] = (unsigned char)(acc >> 16);
+			out[o++] = (unsigned char)(acc >> 8);
+			out[o++] = (unsigned char)acc;
+			acc = 0;
+		}
+	}
+	switch (n % 4) {
+	case 0:
+		if (pad != 0)
+			return -1;
+		break;
+	case 1:
+		return -1;
+	case 2:
+		if (pad != 0 && pad != 2)
+			return -1;
+		out[o++] = (unsigned char)(acc >> 4);
+		break;
+	case 3:
+		if (pad != 0 && pad != 1)
+			return -1;
+		out[o++] = (unsigned char)(acc >> 10);
+		out[o++] = (unsigned char)(acc >> 2);
+		break;
+	}
+	return o;
+}
+
+/* memmem for bounded buffers. */
+static const unsigned char *
+csr_find(const unsigned char *hay, size_t hlen, const char *needle)
+{
+	size_t nlen = strlen(needle), i;
+
+	if (nlen > hlen)
+		return NULL;
+	for (i = 0; i + nlen <= hlen; i++)
+		if (memcmp(hay + i, needle, nlen) == 0)
+			return hay + i;
+	return NULL;
+}
+
+/* Turns the input into DER in `der` (capacity CSR_MAX_INPUT). Returns its
+ * length or -1 with err set. */
+static long
+csr_to_der(const unsigned char *in, size_t len, unsigned char *der, char *err, size_t errlen)
+{
+	const unsigned char *begin = NULL, *body = NULL, *end = NULL;
+	size_t skip = 0;
+	long n;
+
+	while (skip < len && csr_is_space(in[skip]))
+		skip++;
+	if (skip == len) {
+		csr_err(err, errlen, "empty CSR");
+		return -1;
+	}
+	if (in[skip] == 0x30) { /* DER: a SEQUENCE */
+		memcpy(der, in + skip, len - skip);
+		return (long)(len - skip);
+	}
+	if (csr_find(in, len, "-----BEGIN") != NULL) {
+		/* PEM, possibly after explanatory text ("openssl req -text"). */
+		if ((begin = csr_find(in, len, csr_pem_begin)) != NULL)
+			body = begin + strlen(csr_pem_begin);
+		else if ((begin = csr_find(in, len, csr_pem_begin_new)) != NULL)
+			body = begin + strlen(csr_pem_begin_new);
+		else {
+			csr_err(err, errlen, "PEM without a CERTIFICATE REQUEST block");
+			return -1;
+		}
+		end = csr_find(body, len - (size_t)(body - in), csr_pem_end);
+		if (end == NULL) {
+			csr_err(err, errlen, "PEM CERTIFICATE REQUEST block is not terminated");
+			return -1;
+		}
+		n = csr_b64_decode(body, (size_t)(end - body), der);
+	} else
+		n = csr_b64_decode(in + skip, len - skip, der);
+	if (n <= 0) {
+		csr_err(err, errlen, "CSR is neither DER, PEM nor base64");
+		return -1;
+	}
+	return n;
+}
+
+/* ---------- keys ---------- */
+
+static unsigned
+csr_key_ec(EVP_PKEY *pkey, const char **reject)
+{
+	char group[64] = "", encoding[32] = "";
+	EVP_PKEY_CTX *ctx = NULL;
+	unsigned type = 0;
+	int ok;
+
+	/* Explicit parameters, even of an allowed curve, are refused: they
+	 * are how curve-substitution attacks are spelled (CVE-2020-0601). */
+	if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_ENCODING, encoding,
+	    sizeof(encoding), NULL) != 1 || strcmp(encoding, OSSL_PKEY_EC_ENCODING_GROUP) != 0 ||
+	    EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) != 1) {
+		*reject = "ec_curve_not_allowed";
+		return 0;
+	}
+	if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0)
+		type = KEY_TYPE_P256;
+	else if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
+		type = KEY_TYPE_P384;
+	else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0)
+		type = KEY_TYPE_P521;
+	else {
+		*reject = "ec_curve_not_allowed";
+		return 0;
+	}
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	ok = ctx != NULL && EVP_PKEY_public_check(ctx) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	if (!ok) {
+		*reject = "ec_invalid_point";
+		return 0;
+	}
+	return type;
+}
+
+static unsigned
+csr_key_rsa(EVP_PKEY *pkey, const char **reject)
+{
+	BIGNUM *e = NULL;
+	int bits = EVP_PKEY_get_bits(pkey);
+	bool e_ok;
+
+	if (bits < 2048) {
+		*reject = "rsa_too_small";
+		return 0;
+	}
+	if (bits % 8 != 0 || bits > 8192) {
+		*reject = "rsa_bad_size";
+		return 0;
+	}
+	e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 && BN_is_word(e, 65537);
+	BN_free(e);
+	if (!e_ok) {
+		*reject = "rsa_bad_exponent";
+		return 0;
+	}
+	switch (bits) {
+	case 2048:
+		return KEY_TYPE_RSA2048;
+	case 3072:
+		return KEY_TYPE_RSA3072;
+	case 4096:
+		return KEY_TYPE_RSA4096;
+	}
+	*reject = "rsa_bad_size";
+	return 0;
+}
+
+unsigned
+csr_key_classify(EVP_PKEY *pkey, const char **reject)
+{
+	unsigned type = 0;
+
+	*reject = "key_type_unknown";
+	if (pkey == NULL)
+		return 0;
+	/* EVP_PKEY_RSA only: RSA-PSS-restricted keys are "everything else". */
+	if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA)
+		type = csr_key_rsa(pkey, reject);
+	else if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC)
+		type = csr_key_ec(pkey, reject);
+	ERR_clear_error();
+	if (type != 0)
+		*reject = NULL;
+	return type;
+}
+
+/* Why a public key that OpenSSL could not even decode is refused: an EC key
+ * with a point off its curve still names its algorithm and curve. */
+static const char *
+csr_undecodable_key_reason(X509_REQ *req)
+{
+	X509_PUBKEY *pub = X509_REQ_get_X509_PUBKEY(req);
+	ASN1_OBJECT *alg = NULL;
+	X509_ALGOR *algor = NULL;
+	const void *pval = NULL;
+	int ptype = V_ASN1_UNDEF, nid;
+
+	if (pub == NULL || X509_PUBKEY_get0_param(&alg, NULL, NULL, &algor, pub) != 1 ||
+	    OBJ_obj2nid(alg) != NID_X9_62_id_ecPublicKey)
+		return "key_type_unknown";
+	X509_ALGOR_get0(NULL, &ptype, &pval, algor);
+	if (ptype != V_ASN1_OBJECT)
+		return "ec_curve_not_allowed"; /* explicit or implicit parameters */
+	nid = OBJ_obj2nid(pval);
+	if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 || nid == NID_secp521r1)
+		return "ec_invalid_point";
+	return "ec_curve_not_allowed";
+}
+
+/* ---------- names ---------- */
+
+/* Copies an untrusted value for messages: printable ASCII kept, the rest
+ * shown as '?', truncated to fit. */
+static void
+csr_printable(char *out, size_t outlen, const unsigned char *in, size_t len)
+{
+	size_t i, n = 0;
+
+	if (outlen == 0)
+		return;
+	for (i = 0; i < len && n + 1 < outlen; i++)
+		out[n++] = (in[i] >= 0x20 && in[i] < 0x7f) ? (char)in[i] : '?';
+	out[n] = '\0';
+}
+
+static void
+csr_name_error(struct csr_info *info, const char *reason, const unsigned char *value, size_t len)
+{
+	if (info->name_error != NULL)
+		return; /* the first problem is the one reported */
+	info->name_error = reason;
+	csr_printable(info->name_error_value, sizeof(info->name_error_value), value, len);
+}
+
+/* Appends a canonical name unless already present. */
+static void
+csr_add_name(struct csr_info *info, enum name_kind kind, const char *value)
+{
+	size_t i;
+
+	for (i = 0; i < info->n_names; i++)
+		if (info->names[i].kind == kind && strcmp(info->names[i].value, value) == 0)
+			return;
+	if (info->n_names == CSR_MAX_NAMES) {
+		if (info->name_error == NULL) {
+			info->name_error = "name_invalid";
+			snprintf(info->name_error_value, sizeof(info->name_error_value),
+			    "too many names (more than %d)", CSR_MAX_NAMES);
+		}
+		return;
+	}
+	info->names[info->n_names].kind = kind;
+	snprintf(info->names[info->n_names].value, NAME_MAX_LEN, "%s", value);
+	info->n_names++;
+}
+
+/* Copies an ASN1 string as a C string; false when it holds a NUL byte or
+ * does not fit (a NUL inside a name is the classic certificate-spoofing
+ * trick). */
+static bool
+csr_string(const unsigned char *data, int len, char *out, size_t outlen)
+{
+	if (data == NULL || len <= 0 || (size_t)len >= outlen || memchr(data, '\0', (size_t)len))
+		return false;
+	memcpy(out, data, (size_t)len);
+	out[len] = '\0';
+	return true;
+}
+
+/* A subject CN: a DNS name, an IP address or an e-mail address; anything
+ * else is name_invalid (it would be unchecked text in the certificate). */
+static void
+csr_name_from_cn(struct csr_info *info, const X509_NAME_ENTRY *entry, bool first)
+{
+	unsigned char *utf8 = NULL;
+	char text[NAME_MAX_LEN], canon[NAME_MAX_LEN];
+	int len;
+
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
+	if (len < 0) {
+		csr_name_error(info, "name_invalid", (const unsigned char *)"(unreadable CN)", 15);
+		return;
+	}
+	if (first)
+		csr_printable(info->common_name, sizeof(info->common_name), utf8, (size_t)len);
+	if (!csr_string(utf8, len, text, sizeof(text))) {
+		csr_name_error(info, "name_invalid", utf8, (size_t)len);
+		goto out;
+	}
+	if (strchr(text, '@') != NULL) {
+		if (name_email_canonical(text, canon, sizeof(canon)) == 0) {
+			csr_add_name(info, NAME_EMAIL, canon);
+			goto found;
+		}
+	} else if (name_ip_canonical(text, canon, sizeof(canon)) == 0) {
+		csr_add_name(info, NAME_IP, canon);
+		goto found;
+	} else if (name_dns_canonical(text, canon, sizeof(canon)) == 0) {
+		csr_add_name(info, NAME_DNS, canon);
+		goto found;
+	}
+	csr_name_error(info, "name_invalid", utf8, (size_t)len);
+	goto out;
+found:
+	if (first)
+		snprintf(info->common_name, sizeof(info->common_name), "%s", canon);
+out:
+	OPENSSL_free(utf8);
+}
+
+static const char *
+csr_gen_type_name(int type)
+{
+	switch (type) {
+	case GEN_OTHERNAME:
+		return "otherName";
+	case GEN_X400:
+		return "x400Address";
+	case GEN_DIRNAME:
+		return "directoryName";
+	case GEN_EDIPARTY:
+		return "ediPartyName";
+	case GEN_URI:
+		return "uniformResourceIdentifier";
+	case GEN_RID:
+		return "registeredID";
+	}
+	return "unknown";
+}
+
+static void
+csr_name_from_san(struct csr_info *info, const GENERAL_NAME *gn)
+{
+	char text[NAME_MAX_LEN], canon[NAME_MAX_LEN], msg[NAME_MAX_LEN];
+	const ASN1_STRING *s = NULL;
+	const unsigned char *data = NULL;
+	int len = 0;
+
+	switch (gn->type) {
+	case GEN_DNS:
+	case GEN_EMAIL:
+		s = gn->type == GEN_DNS ? gn->d.dNSName : gn->d.rfc822Name;
+		data = ASN1_STRING_get0_data(s);
+		len = ASN1_STRING_length(s);
+		if (!csr_string(data, len, text, sizeof(text)) ||
+		    (gn->type == GEN_DNS ? name_dns_canonical(text, canon, sizeof(canon))
+		    : name_email_canonical(text, canon, sizeof(canon))) == -1) {
+			csr_name_error(info, "name_invalid", data != NULL ? data : (const unsigned char *)"",
+			    len > 0 ? (size_t)len : 0);
+			return;
+		}
+		csr_add_name(info, gn->type == GEN_DNS ? NAME_DNS : NAME_EMAIL, canon);
+		return;
+	case GEN_IPADD:
+		s = gn->d.iPAddress;
+		len = ASN1_STRING_length(s);
+		if ((len != 4 && len != 16) ||
+		    inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(s), text,
+		    sizeof(text)) == NULL ||
+		    name_ip_canonical(text, canon, sizeof(canon)) == -1) {
+			snprintf(msg, sizeof(msg), "iPAddress of %d bytes", len);
+			csr_name_error(info, "name_invalid", (const unsigned char *)msg, strlen(msg));
+			return;
+		}
+		csr_add_name(info, NAME_IP, canon);
+		return;
+	case GEN_URI:
+		s = gn->d.uniformResourceIdentifier;
+		snprintf(msg, sizeof(msg), "URI:%.*s", ASN1_STRING_length(s) > 200 ? 200 :
+		    ASN1_STRING_length(s), (const char *)ASN1_STRING_get0_data(s));
+		csr_name_error(info, "name_type_not_allowed", (const unsigned char *)msg,
+		    strnlen(msg, sizeof(msg)));
+		return;
+	default:
+		csr_name_error(info, "name_type_not_allowed",
+		    (const unsigned char *)csr_gen_type_name(gn->type),
+		    strlen(csr_gen_type_name(gn->type)));
+		return;
+	}
+}
+
+static void
+csr_collect_names(struct csr_info *info)
+{
+	X509_NAME *subject = X509_REQ_get_subject_name(info->req);
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	GENERAL_NAMES *gens = NULL;
+	int idx = -1, crit = -1, i;
+	bool first = true;
+
+	/* Every CN, not just the first: no name may slip past the policy. */
+	while ((idx = X509_NAME_get_index_by_NID(subject, NID_commonName, idx)) >= 0) {
+		csr_name_from_cn(info, X509_NAME_get_entry(subject, idx), first);
+		first = false;
+	}
+	exts = X509_REQ_get_extensions(info->req);
+	if (exts == NULL) {
+		/* Absent, or an extensionRequest that does not decode. */
+		if (X509_REQ_get_attr_by_NID(info->req, NID_ext_req, -1) >= 0 ||
+		    X509_REQ_get_attr_by_NID(info->req, NID_ms_ext_req, -1) >= 0)
+			csr_name_error(info, "name_invalid",
+			    (const unsigned char *)"unreadable extension request", 28);
+		goto out;
+	}
+	gens = X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL);
+	if (gens == NULL) {
+		if (crit == -2)
+			csr_name_error(info, "name_invalid",
+			    (const unsigned char *)"more than one subjectAltName", 28);
+		else if (crit >= 0)
+			csr_name_error(info, "name_invalid",
+			    (const unsigned char *)"unreadable subjectAltName", 25);
+		goto out;
+	}
+	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++)
+		csr_name_from_san(info, sk_GENERAL_NAME_value(gens, i));
+out:
+	GENERAL_NAMES_free(gens);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+}
+
+/* ---------- the request ---------- */
+
+int
+csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t errlen)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p = NULL;
+	long der_len;
+	int rc = -1;
+
+	memset(info, 0, sizeof(*info));
+	csr_err(err, errlen, "");
+	if (data == NULL || len == 0) {
+		csr_err(err, errlen, "empty CSR");
+		return -1;
+	}
+	if (len > CSR_MAX_INPUT) {
+		csr_err(err, errlen, "CSR larger than 64 KiB");
+		return -1;
+	}
+	if ((der = OPENSSL_malloc(CSR_MAX_INPUT)) == NULL) {
+		csr_err(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((der_len = csr_to_der(data, len, der, err, errlen)) < 0)
+		goto out;
+	p = der;
+	info->req = d2i_X509_REQ(NULL, &p, der_len);
+	if (info->req == NULL) {
+		csr_err(err, errlen, "not a PKCS#10 certificate request");
+		goto out;
+	}
+	if (p != der + der_len) {
+		csr_err(err, errlen, "trailing bytes after the PKCS#10 request");
+		goto out;
+	}
+	info->pkey = X509_REQ_get_pubkey(info->req);
+	if (info->pkey == NULL) {
+		/* Parsed as PKCS#10, but the key does not decode (e.g. an EC
+		 * point off the curve): a request with a refused key. */
+		info->key_reject = csr_undecodable_key_reason(info->req);
+		info->signature_ok = false;
+	} else {
+		info->signature_ok = X509_REQ_verify(info->req, info->pkey) == 1;
+		info->key_type = csr_key_classify(info->pkey, &info->key_reject);
+	}
+	csr_collect_names(info);
+	rc = 0;
+out:
+	if (rc == -1)
+		csr_info_free(info);
+	OPENSSL_free(der);
+	ERR_clear_error();
+	return rc;
+}
+
+void
+csr_info_free(struct csr_info *info)
+{
+	if (info == NULL)
+		return;
+	X509_REQ_free(info->req);
+	EVP_PKEY_free(info->pkey);
+	memset(info, 0, sizeof(*info));
+}
