@@ -2,7 +2,7 @@
  * config.c: reads the INI-like configuration file into struct enrolld_config.
  *
  *   # comment            ; comment
- *   [daemon]             sections: daemon, database, ca, "listener NAME"
+ *   [daemon]             sections: daemon, database, ca, acme, "listener NAME"
  *   workers = 8          key = value; keys are the struct field names
  *   state_dir = "/var/lib/enrolld"   values may be quoted ("..." with \" and
  *                                    \\ escapes, or '...' taken literally)
@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "acme_validate.h"
 #include "log.h"
 
 /* Largest config file we read; a real one is a few KiB. */
@@ -37,6 +38,7 @@ enum config_section {
 	CONFIG_SECTION_DAEMON,
 	CONFIG_SECTION_DATABASE,
 	CONFIG_SECTION_CA,
+	CONFIG_SECTION_ACME,
 	CONFIG_SECTION_LISTENER,
 };
 
@@ -102,6 +104,12 @@ config_defaults(struct enrolld_config *cfg)
 	cfg->ca_issuing_days = 1825;
 	cfg->crl_days = 7;
 	snprintf(cfg->tls_names, sizeof(cfg->tls_names), "localhost,127.0.0.1,::1");
+	cfg->validation_http_port = 80;
+	cfg->validation_tls_port = 443;
+	cfg->validation_dns_resolver[0] = '\0';
+	cfg->validation_allow_private = false;
+	cfg->validation_timeout = 10;
+	cfg->validation_workers = 2;
 	config_default_listener(&cfg->listeners[0], "main");
 	cfg->n_listeners = 1;
 }
@@ -245,6 +253,8 @@ enum config_key {
 	KEY_DATABASE_URL, KEY_PG_BINDIR,
 	KEY_CA_KEY_TYPE, KEY_CA_ROOT_CERT, KEY_CA_ISSUING_CERT, KEY_CA_ISSUING_KEY,
 	KEY_CA_ROOT_DAYS, KEY_CA_ISSUING_DAYS, KEY_CRL_DAYS, KEY_TLS_NAMES,
+	KEY_VALIDATION_HTTP_PORT, KEY_VALIDATION_TLS_PORT, KEY_VALIDATION_DNS_RESOLVER,
+	KEY_VALIDATION_ALLOW_PRIVATE, KEY_VALIDATION_TIMEOUT, KEY_VALIDATION_WORKERS,
 	KEY__MAX,
 };
 
@@ -269,6 +279,12 @@ static const struct {
 	[KEY_CA_ISSUING_DAYS] = { CONFIG_SECTION_CA, "ca_issuing_days" },
 	[KEY_CRL_DAYS] = { CONFIG_SECTION_CA, "crl_days" },
 	[KEY_TLS_NAMES] = { CONFIG_SECTION_CA, "tls_names" },
+	[KEY_VALIDATION_HTTP_PORT] = { CONFIG_SECTION_ACME, "validation_http_port" },
+	[KEY_VALIDATION_TLS_PORT] = { CONFIG_SECTION_ACME, "validation_tls_port" },
+	[KEY_VALIDATION_DNS_RESOLVER] = { CONFIG_SECTION_ACME, "validation_dns_resolver" },
+	[KEY_VALIDATION_ALLOW_PRIVATE] = { CONFIG_SECTION_ACME, "validation_allow_private" },
+	[KEY_VALIDATION_TIMEOUT] = { CONFIG_SECTION_ACME, "validation_timeout" },
+	[KEY_VALIDATION_WORKERS] = { CONFIG_SECTION_ACME, "validation_workers" },
 };
 
 static const char *
@@ -278,6 +294,7 @@ config_section_name(enum config_section s)
 	case CONFIG_SECTION_DAEMON: return "daemon";
 	case CONFIG_SECTION_DATABASE: return "database";
 	case CONFIG_SECTION_CA: return "ca";
+	case CONFIG_SECTION_ACME: return "acme";
 	case CONFIG_SECTION_LISTENER: return "listener";
 	default: return "(none)";
 	}
@@ -370,6 +387,29 @@ config_set_global(struct config_parser *p, enum config_key k, const char *key,
 		if (value[0] == '\0')
 			return config_fail(p, "key '%s': must name at least one host or address", key);
 		return config_copy(p, key, cfg->tls_names, sizeof(cfg->tls_names), value);
+	case KEY_VALIDATION_HTTP_PORT:
+		return config_int(p, key, value, 1, 65535, &cfg->validation_http_port);
+	case KEY_VALIDATION_TLS_PORT:
+		return config_int(p, key, value, 1, 65535, &cfg->validation_tls_port);
+	case KEY_VALIDATION_DNS_RESOLVER: {
+		struct sockaddr_storage ss;
+		socklen_t ss_len;
+
+		/* Empty: the system resolver. Otherwise an address literal, so
+		 * that finding the resolver needs no resolver. */
+		if (value[0] != '\0' &&
+		    acme_validate_parse_resolver(value, &ss, &ss_len) != 0)
+			return config_fail(p, "key '%s': '%s' is not an address with an optional "
+			    "port (e.g. 127.0.0.1:8053 or [::1]:53)", key, value);
+		return config_copy(p, key, cfg->validation_dns_resolver,
+		    sizeof(cfg->validation_dns_resolver), value);
+	}
+	case KEY_VALIDATION_ALLOW_PRIVATE:
+		return config_bool(p, key, value, &cfg->validation_allow_private);
+	case KEY_VALIDATION_TIMEOUT:
+		return config_int(p, key, value, 1, 300, &cfg->validation_timeout);
+	case KEY_VALIDATION_WORKERS:
+		return config_int(p, key, value, 1, 64, &cfg->validation_workers);
 	case KEY__MAX:
 		break;
 	}
@@ -470,10 +510,14 @@ config_section_open(struct config_parser *p, char *s)
 		p->section = CONFIG_SECTION_CA;
 		return 0;
 	}
+	if (strcmp(s, "acme") == 0) {
+		p->section = CONFIG_SECTION_ACME;
+		return 0;
+	}
 	if (strncmp(s, "listener", 8) != 0 ||
 	    (s[8] != '\0' && !isspace((unsigned char)s[8])))
-		return config_fail(p, "unknown section [%s] (use daemon, database, ca "
-		    "or \"listener NAME\")", s);
+		return config_fail(p, "unknown section [%s] (use daemon, database, ca, "
+		    "acme or \"listener NAME\")", s);
 
 	name = s + 8;
 	while (isspace((unsigned char)*name))
@@ -606,7 +650,7 @@ config_line(struct config_parser *p, char *s)
 
 	if (p->section == CONFIG_SECTION_NONE)
 		return config_fail(p, "key '%s' outside any section (start with [daemon], "
-		    "[database], [ca] or [listener NAME])", key);
+		    "[database], [ca], [acme] or [listener NAME])", key);
 
 	value = config_value(p, key, eq + 1);
 	if (value == NULL)

@@ -70,6 +70,18 @@ struct enrolld_config {
 	char tls_names[512];	   /* names/addresses in the bootstrapped TLS certificate;
 				      default "localhost,127.0.0.1,::1" */
 
+	/* [acme]: challenge validation (core/acme_validate.h). The defaults are
+	 * what production wants; tests point the ports and the resolver at
+	 * loopback and allow private addresses. */
+	int validation_http_port;	/* http-01 port; default 80 */
+	int validation_tls_port;	/* tls-alpn-01 port; default 443 */
+	char validation_dns_resolver[128]; /* "" = the system resolver; else
+					      "a.b.c.d[:port]" or "[v6][:port]" */
+	bool validation_allow_private;	/* contact loopback/private addresses;
+					   default off */
+	int validation_timeout;		/* seconds per check; default 10 */
+	int validation_workers;		/* validator threads; default 2 */
+
 	/* [listener NAME] sections; when none is given, one listener "main" on
 	 * 127.0.0.1:8443, TLS, all doors. */
 	struct listener_config listeners[CONFIG_MAX_LISTENERS];

@@ -160,7 +160,7 @@ policy_find_cover(const struct policy_input *in, const struct req_name *n,
 
 /* Judges one name; returns false with *out set when it is refused. */
 static bool
-policy_check_name(const struct policy_input *in, const struct req_name *n,
+policy_name_ok(const struct policy_input *in, const struct req_name *n,
     struct policy_decision *out)
 {
 	const struct policy_profile *p = in->profile;
@@ -211,6 +211,46 @@ policy_term_allowed(const struct policy_profile *p, int term_days)
 	return false;
 }
 
+/* Who is asking, under which profile: endpoint, organization, department,
+ * profile active and allowed, organization validated. Returns false with
+ * *out set at the first failure. */
+static bool
+policy_scope_ok(const struct policy_input *in, struct policy_decision *out)
+{
+	const struct policy_profile *p = in->profile;
+
+	if (!in->endpoint_active) {
+		policy_set(out, POLICY_DENY, POLICY_ENDPOINT_INACTIVE,
+		    "the enrollment endpoint is not active");
+		return false;
+	}
+	if (!in->org_active) {
+		policy_set(out, POLICY_DENY, POLICY_ORG_INACTIVE, "the organization is not active");
+		return false;
+	}
+	if (!in->dept_active) {
+		policy_set(out, POLICY_DENY, POLICY_DEPT_INACTIVE, "the department is not active");
+		return false;
+	}
+	if (!p->active) {
+		policy_set(out, POLICY_DENY, POLICY_PROFILE_INACTIVE,
+		    "the certificate profile is not active");
+		return false;
+	}
+	if (!in->profile_allowed) {
+		policy_set(out, POLICY_DENY, POLICY_PROFILE_NOT_ALLOWED,
+		    "the certificate profile is not allowed for this organization or endpoint");
+		return false;
+	}
+	if (p->require_org_validated && !in->org_validated) {
+		policy_set(out, POLICY_DENY, POLICY_ORG_NOT_VALIDATED,
+		    "this profile requires a validated organization and the organization is not "
+		    "validated");
+		return false;
+	}
+	return true;
+}
+
 void
 policy_decide(const struct policy_input *in, struct policy_decision *out)
 {
@@ -232,35 +272,8 @@ policy_decide(const struct policy_input *in, struct policy_decision *out)
 	p = in->profile;
 	csr = in->csr;
 
-	if (!in->endpoint_active) {
-		policy_set(out, POLICY_DENY, POLICY_ENDPOINT_INACTIVE,
-		    "the enrollment endpoint is not active");
+	if (!policy_scope_ok(in, out))
 		return;
-	}
-	if (!in->org_active) {
-		policy_set(out, POLICY_DENY, POLICY_ORG_INACTIVE, "the organization is not active");
-		return;
-	}
-	if (!in->dept_active) {
-		policy_set(out, POLICY_DENY, POLICY_DEPT_INACTIVE, "the department is not active");
-		return;
-	}
-	if (!p->active) {
-		policy_set(out, POLICY_DENY, POLICY_PROFILE_INACTIVE,
-		    "the certificate profile is not active");
-		return;
-	}
-	if (!in->profile_allowed) {
-		policy_set(out, POLICY_DENY, POLICY_PROFILE_NOT_ALLOWED,
-		    "the certificate profile is not allowed for this organization or endpoint");
-		return;
-	}
-	if (p->require_org_validated && !in->org_validated) {
-		policy_set(out, POLICY_DENY, POLICY_ORG_NOT_VALIDATED,
-		    "this profile requires a validated organization and the organization is not "
-		    "validated");
-		return;
-	}
 	if (csr == NULL || !csr->signature_ok) {
 		policy_set(out, POLICY_DENY, POLICY_CSR_SIGNATURE_INVALID,
 		    "the CSR signature does not verify with its own public key");
@@ -303,7 +316,7 @@ policy_decide(const struct policy_input *in, struct policy_decision *out)
 		return;
 	}
 	for (i = 0; i < csr->n_names && i < CSR_MAX_NAMES; i++)
-		if (!policy_check_name(in, &csr->names[i], out))
+		if (!policy_name_ok(in, &csr->names[i], out))
 			return;
 
 	if (p->requires_approval && !in->requester_auto_approve) {
@@ -328,4 +341,63 @@ policy_outcome_name(enum policy_outcome o)
 		return "deny";
 	}
 	return "unknown";
+}
+
+/*
+ * The per-name and scope checks on their own, for a door that learns the
+ * names before it has a CSR (ACME newOrder judges every identifier before it
+ * stores anything). They are the very rules policy_decide() applies, so an
+ * identifier accepted here is accepted again at finalize unless the facts
+ * changed in between.
+ */
+static bool
+policy_input_usable(const struct policy_input *in, struct policy_decision *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->outcome = POLICY_ISSUE;
+	if (in == NULL || in->profile == NULL) {
+		policy_set(out, POLICY_DENY, POLICY_PROFILE_NOT_ALLOWED, "no profile was given");
+		return false;
+	}
+	return true;
+}
+
+void
+policy_check_scope(const struct policy_input *in, struct policy_decision *out)
+{
+	if (out == NULL || !policy_input_usable(in, out))
+		return;
+	if (!policy_scope_ok(in, out))
+		return;
+	out->outcome = POLICY_ISSUE;
+	out->reason = NULL;
+	out->detail[0] = '\0';
+}
+
+void
+policy_check_name(const struct policy_input *in, const struct req_name *name,
+    struct policy_decision *out)
+{
+	if (out == NULL || !policy_input_usable(in, out))
+		return;
+	if (name == NULL) {
+		policy_set(out, POLICY_DENY, POLICY_NO_NAMES, "no name was given");
+		return;
+	}
+	if (!policy_name_ok(in, name, out))
+		return;
+	out->outcome = POLICY_ISSUE;
+	out->reason = NULL;
+	out->detail[0] = '\0';
+}
+
+bool
+policy_name_dcv_validated(const struct policy_input *in, const struct req_name *name)
+{
+	struct policy_cover cover;
+
+	if (in == NULL || name == NULL)
+		return false;
+	policy_find_cover(in, name, &cover);
+	return cover.name != NULL && cover.active && cover.dcv_validated;
 }

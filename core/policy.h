@@ -83,6 +83,25 @@ struct policy_decision {
 };
 
 void policy_decide(const struct policy_input *in, struct policy_decision *out);
+
+/*
+ * Parts of policy_decide() for a door that judges names before it has a CSR
+ * (ACME newOrder). Each sets *out: outcome POLICY_ISSUE with reason NULL when
+ * the check passes, POLICY_DENY with a reason and detail otherwise. csr and
+ * term_days of `in` are not read.
+ *   policy_check_scope  endpoint, organization, department, profile active
+ *                       and allowed, organization validated;
+ *   policy_check_name   one canonical name against the delegated domains
+ *                       (wildcards, delegation, domain active, cert type,
+ *                       DCV when the profile requires it).
+ * policy_name_dcv_validated() says whether the domain deciding for `name` is
+ * active and has passed domain-control validation (ACME skips challenges
+ * for such names when the endpoint says so).
+ */
+void policy_check_scope(const struct policy_input *in, struct policy_decision *out);
+void policy_check_name(const struct policy_input *in, const struct req_name *name,
+    struct policy_decision *out);
+bool policy_name_dcv_validated(const struct policy_input *in, const struct req_name *name);
 const char *policy_outcome_name(enum policy_outcome o);
 
 #endif

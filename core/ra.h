@@ -38,6 +38,7 @@ struct enroll_request {
 	size_t csr_len;
 	bool requester_auto_approve;
 	const char *idempotency_key;	/* NULL or unique per logical request */
+	const char *comment;		/* free text for the audit entry, or NULL */
 };
 
 enum ra_status {
@@ -57,6 +58,9 @@ struct enroll_result {
 	char serial[41];	/* "" unless issued */
 	char *cert_pem;		/* issued certificate (newly allocated) or NULL */
 	char *chain_pem;	/* certificate + issuing CA + root (newly allocated) or NULL */
+	/* the certificate row as the admin API shows it (STORE_CERT_JSON text,
+	 * newly allocated), or NULL on deny */
+	char *cert_json;
 };
 
 void enroll_result_free(struct enroll_result *r);

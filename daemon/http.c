@@ -125,7 +125,7 @@ static const struct http_route {
 } http_routes[] = {
 	{ "/api/v1/", DOOR_ADMIN, admin_handle, "admin" },
 	{ "/crl/", DOOR_CRL, crl_handle, "crl" },
-	{ "/acme/", DOOR_ACME, NULL, "acme" },
+	{ "/acme/", DOOR_ACME, acme_handle, "acme" },
 	{ "/scep/", DOOR_SCEP, NULL, "scep" },
 	{ "/.well-known/est/", DOOR_EST, NULL, "est" },
 };

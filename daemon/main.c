@@ -12,11 +12,12 @@
  *   5. ca_open(): forks the signer, so it comes before any of our threads
  *   6. listeners (bound while still root, for ports < 1024)
  *   7. as root: drop to the run user for good
- *   8. worker threads, "enrolld: ready", sd_notify READY=1
+ *   8. worker threads, the ACME validator threads (acme_validate.h),
+ *      "enrolld: ready", sd_notify READY=1
  *
  * Signals arrive as libevent events on the loop thread: SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (at most MAIN_DRAIN_SECONDS), then
- * stop workers, the CA and PostgreSQL and exit 0. SIGHUP re-reads the config
+ * stop workers, the ACME validator, the CA and PostgreSQL and exit 0. SIGHUP re-reads the config
  * file and the TLS certificates (http_server_reload()); a bad file is logged
  * and the running configuration kept.
  *
@@ -37,6 +38,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "acme_validate.h"
 #include "ca.h"
 #include "config.h"
 #include "db.h"
@@ -61,6 +63,7 @@ struct main_state {
 	const char *config_path;	/* NULL: built-in defaults */
 	struct http_server *http;
 	struct workers *workers;
+	bool validator_started;
 	struct event *drain_timer;
 	struct timespec drain_started;
 	bool stopping;
@@ -411,6 +414,13 @@ main(int argc, char **argv)
 	    http_server_job_done, st.http, &st.workers) != 0)
 		goto out;
 	http_server_set_workers(st.http, st.workers);
+	/* After the privilege drop (the validator makes outbound connections)
+	 * and after the workers (the ACME door submits to it). */
+	if (acme_validator_start(cfg, conninfo) != 0) {
+		log_errorx("acme_validator_start: failed");
+		goto out;
+	}
+	st.validator_started = true;
 
 	ev_term = evsignal_new(st.base, SIGTERM, main_on_stop, &st);
 	ev_int = evsignal_new(st.base, SIGINT, main_on_stop, &st);
@@ -453,6 +463,10 @@ out:
 		if (st.drain_timed_out)
 			goto skip_free;
 	}
+	/* Before PostgreSQL stops: a check in progress is cancelled and its
+	 * challenge stays 'processing' for the next start. */
+	if (st.validator_started)
+		acme_validator_stop();
 	http_server_free(st.http);
 	if (ca != NULL)
 		ca_close(ca);
@@ -467,6 +481,8 @@ out:
 skip_free:
 	/* A handler is still running: stop PostgreSQL, then leave without
 	 * atexit handlers (OpenSSL's cleanup would pull state from under it). */
+	if (st.validator_started)
+		acme_validator_stop();
 	if (pg != NULL)
 		pgsup_stop(pg);
 	log_info("stopped (with requests abandoned)");

@@ -10,6 +10,9 @@
 /* /api/v1/... */
 void admin_handle(const struct http_request *req, struct door_context *ctx,
     struct http_response *resp);
+/* /acme/<endpoint>/... (RFC 8555; protocols/acme/acme.c) */
+void acme_handle(const struct http_request *req, struct door_context *ctx,
+    struct http_response *resp);
 /* /crl/<issuer>.crl (DER, application/pkix-crl) */
 void crl_handle(const struct http_request *req, struct door_context *ctx,
     struct http_response *resp);

@@ -5,9 +5,12 @@
 -- Nonces are stateless to hand out: base64url(random || issue time || HMAC)
 -- under a key shared by every instance (acme_secrets). Using one inserts it
 -- here; a second use hits the primary key and is badNonce, whichever
--- instance saw the first. UNLOGGED: a PostgreSQL crash forgets used nonces,
--- which is harmless because nonces also expire (expires_at) and the
--- secret is rotated on such a crash by the door (see protocols/acme).
+-- instance saw the first. UNLOGGED: a PostgreSQL crash forgets used nonces.
+-- That would let a nonce be replayed within its hour, so the door keeps a
+-- sentinel row ('~' || the first 16 hex digits of sha256(secret), expires
+-- 'infinity') next to the used nonces: when crash recovery empties the table
+-- the sentinel is gone too, the door refuses every nonce of that secret and
+-- rotates it (core/store_acme.c, store_acme_nonce_key()).
 CREATE UNLOGGED TABLE acme_nonces (
     nonce      text PRIMARY KEY,
     expires_at timestamptz NOT NULL
@@ -64,6 +67,11 @@ CREATE TABLE acme_orders (
     -- [{"type":"dns","value":"example.com"}, ...]
     identifiers    jsonb NOT NULL,
     profile_id     bigint NOT NULL REFERENCES profiles(id),
+    -- the certificate term chosen at newOrder (the profile's shortest, or
+    -- the one the client's notAfter asked for)
+    term_days      int NOT NULL CHECK (term_days > 0),
+    -- RFC 9773: the certID of the certificate this order replaces, if any
+    replaces       text,
     not_before     timestamptz,
     not_after      timestamptz,
     expires_at     timestamptz NOT NULL,
@@ -71,7 +79,9 @@ CREATE TABLE acme_orders (
     certificate_id bigint REFERENCES certificates(id),
     created_at     timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX acme_orders_account_idx ON acme_orders (account_id);
+CREATE INDEX acme_orders_account_idx ON acme_orders (account_id, id);
+CREATE INDEX acme_orders_certificate_idx ON acme_orders (certificate_id)
+    WHERE certificate_id IS NOT NULL;
 
 CREATE TABLE acme_authzs (
     id          bigserial PRIMARY KEY,

@@ -66,6 +66,8 @@ extern const struct admin_route admin_profile_routes[];
 extern const struct admin_route admin_certificate_routes[];
 extern const struct admin_route admin_audit_routes[];
 extern const struct admin_route admin_endpoint_routes[];
+/* EAB keys of ACME endpoints, ACME accounts (admin_acme.c) */
+extern const struct admin_route admin_acme_routes[];
 
 /* Scope checks: does `who` cover this org/department (0 = none) and, when
  * cert_type is non-zero, this certificate type? */
@@ -92,5 +94,101 @@ int64_t admin_param_id(const char *s);
 
 /* 503 when the database is unreachable, else 500; logs. */
 void admin_db_failure(const struct admin_call *call, struct http_response *resp);
+
+/*
+ * Additions used by the admin route files (admin.c implements them).
+ */
+
+struct store_scope;
+
+/* "mrao", "rao", "drao"; admin_role_parse() returns -1 when unknown. */
+const char *admin_role_name(enum admin_role role);
+int admin_role_parse(const char *name);
+
+/* The word lists a request body may carry as arrays of names. */
+enum admin_vocab {
+	ADMIN_VOCAB_CERT_TYPE,	   /* "ssl", ... (core/types.h) */
+	ADMIN_VOCAB_KEY_TYPE,	   /* "rsa2048", ... */
+	ADMIN_VOCAB_KEY_USAGE,	   /* "digitalSignature", ... */
+	ADMIN_VOCAB_EXT_KEY_USAGE, /* "serverAuth", ... */
+	ADMIN_VOCAB_PRIVILEGE,	   /* "manage_admins", ... (enum admin_privilege) */
+};
+/* The names of `bits` in bit order, as a new JSON array. */
+json_t *admin_vocab_json(enum admin_vocab vocab, unsigned bits);
+/* The bits of the known names in a JSON array of strings (others ignored). */
+unsigned admin_vocab_bits(enum admin_vocab vocab, const json_t *array);
+
+/* The caller's scope as the store_* list filters take it. */
+void admin_store_scope(const struct admin_identity *who, struct store_scope *out);
+/* May `who` read things of this organization at all? MRAO: any; RAO and
+ * DRAO: their own (a DRAO sees its organization, not its other
+ * departments). */
+bool admin_sees_org(const struct admin_identity *who, int64_t org_id);
+
+/*
+ * Request body fields. Each returns 1 when `key` is present and valid (value
+ * in *out; a JSON null gives NULL / 0 when `nullable`), 0 when absent, and -1
+ * after answering 400 invalid_field naming the field.
+ */
+/* A string of min_len..max_len bytes without control characters. */
+int admin_field_string(struct http_response *resp, const json_t *body, const char *key,
+    size_t min_len, size_t max_len, bool nullable, const char **out);
+int admin_field_bool(struct http_response *resp, const json_t *body, const char *key, bool *out);
+/* A positive integer id. */
+int admin_field_id(struct http_response *resp, const json_t *body, const char *key,
+    bool nullable, int64_t *out);
+/* An array of distinct names of `vocab` (empty only when allow_empty). */
+int admin_field_names(struct http_response *resp, const json_t *body, const char *key,
+    enum admin_vocab vocab, bool allow_empty, unsigned *out);
+/* An RFC 3339 timestamp ("2026-11-26T10:00:00Z", offsets allowed), in the
+ * future when `future`; copied into out (PostgreSQL parses it as is). */
+#define ADMIN_TIMESTAMP_LEN 40
+int admin_field_timestamp(struct http_response *resp, const json_t *body, const char *key,
+    bool nullable, bool future, char out[ADMIN_TIMESTAMP_LEN]);
+
+/* The integer `key` of a JSON object; 0 when absent or null. */
+int64_t admin_json_id(const json_t *obj, const char *key);
+
+/* ?limit= (default 50, 1..500) and ?after= (default 0). 0, or -1 after
+ * answering 400 invalid_field. */
+#define ADMIN_LIST_DEFAULT 50
+#define ADMIN_LIST_MAX 500
+int admin_page_params(const struct admin_call *call, struct http_response *resp,
+    int64_t *after, int *limit);
+/* Answers {"items": [...], "next_after": id|null} from up to limit + 1
+ * items (the extra one only says another page exists); steals items. */
+void admin_list_reply(struct http_response *resp, json_t *items, int limit);
+
+/* 403 role_not_permitted with a detail. */
+void admin_forbidden(struct http_response *resp, const char *detail_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 404 not_found, the body admin_out_of_scope() also sends. */
+void admin_not_found(struct http_response *resp, const char *object_type, int64_t object_id);
+/* After a failed store call: rolls back any open transaction and answers
+ * 409 conflict for a unique violation (detail names `what`), 400
+ * invalid_field for a check or foreign-key violation, else 503/500. */
+void admin_db_error(const struct admin_call *call, struct http_response *resp, const char *what);
+/* After a store write returned r != 1 in the caller's transaction: rolls
+ * back, then r == 0 answers 404 for object_type object_id (it vanished), and
+ * r < 0 answers like admin_db_error(call, resp, what). */
+void admin_write_failed(const struct admin_call *call, struct http_response *resp, int r,
+    const char *object_type, int64_t object_id, const char *what);
+/* Writes an audit entry of a change into the caller's transaction without
+ * committing (for a change with several entries). 0, or -1 after rolling
+ * back and answering like admin_db_error(). */
+int admin_audit(const struct admin_call *call, struct http_response *resp, const char *action,
+    const char *object_type, int64_t object_id, int64_t org_id, int64_t dept_id,
+    const json_t *details) __attribute__((warn_unused_result));
+/* Rolls back the caller's open transaction, if any. */
+void admin_rollback(const struct admin_call *call);
+/* Opens a transaction; 0, or -1 after answering 503/500. */
+int admin_begin(const struct admin_call *call, struct http_response *resp)
+    __attribute__((warn_unused_result));
+/* Writes the audit entry of a change (actor who->actor, outcome ok, details
+ * may be NULL) and commits the caller's transaction. 0, or -1 after rolling
+ * back and answering like admin_db_error(). */
+int admin_commit_audited(const struct admin_call *call, struct http_response *resp,
+    const char *action, const char *object_type, int64_t object_id, int64_t org_id,
+    int64_t dept_id, const json_t *details) __attribute__((warn_unused_result));
 
 #endif

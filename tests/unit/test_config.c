@@ -31,6 +31,45 @@ static const struct config_case cases[] = {
 		"database_url=", "ca_key_type=ec-p256", "ca_root_days=3650",
 		"ca_issuing_days=1825", "crl_days=7", "tls_names=localhost,127.0.0.1,::1",
 		"n_listeners=1", "l0=main 127.0.0.1 8443 tls 0x1f", NULL } },
+	{ "acme validation defaults", "", NULL, {
+		"validation_http_port=80", "validation_tls_port=443", "validation_dns_resolver=",
+		"validation_allow_private=0", "validation_timeout=10", "validation_workers=2",
+		NULL } },
+	{ "acme validation keys", "[acme]\nvalidation_http_port = 5002\n"
+		"validation_tls_port=5001\nvalidation_dns_resolver = 127.0.0.1:8053\n"
+		"validation_allow_private = on\nvalidation_timeout = 3\nvalidation_workers = 4\n",
+		NULL, { "validation_http_port=5002", "validation_tls_port=5001",
+		  "validation_dns_resolver=127.0.0.1:8053", "validation_allow_private=1",
+		  "validation_timeout=3", "validation_workers=4", NULL } },
+	{ "acme resolver without port", "[acme]\nvalidation_dns_resolver = 10.0.0.53\n", NULL,
+		{ "validation_dns_resolver=10.0.0.53", NULL } },
+	{ "acme resolver IPv6 with port", "[acme]\nvalidation_dns_resolver = \"[::1]:8053\"\n",
+		NULL, { "validation_dns_resolver=[::1]:8053", NULL } },
+	{ "acme resolver empty is the system one", "[acme]\nvalidation_dns_resolver = \"\"\n",
+		NULL, { "validation_dns_resolver=", NULL } },
+	{ "acme resolver host name refused", "[acme]\nvalidation_dns_resolver = dns.example:53\n",
+		"test.conf:2: key 'validation_dns_resolver'", { NULL } },
+	{ "acme resolver bad port", "[acme]\nvalidation_dns_resolver = 127.0.0.1:0\n",
+		"key 'validation_dns_resolver'", { NULL } },
+	{ "acme resolver IPv6 without brackets", "[acme]\nvalidation_dns_resolver = ::1\n",
+		"key 'validation_dns_resolver'", { NULL } },
+	{ "acme port zero", "[acme]\nvalidation_http_port = 0\n",
+		"key 'validation_http_port': 0 is out of range 1..65535", { NULL } },
+	{ "acme tls port too big", "[acme]\nvalidation_tls_port = 70000\n",
+		"key 'validation_tls_port'", { NULL } },
+	{ "acme timeout zero", "[acme]\nvalidation_timeout = 0\n", "key 'validation_timeout'",
+		{ NULL } },
+	{ "acme timeout too long", "[acme]\nvalidation_timeout = 301\n", "1..300", { NULL } },
+	{ "acme workers zero", "[acme]\nvalidation_workers = 0\n", "key 'validation_workers'",
+		{ NULL } },
+	{ "acme allow_private not a bool", "[acme]\nvalidation_allow_private = sometimes\n",
+		"key 'validation_allow_private'", { NULL } },
+	{ "acme key in wrong section", "[daemon]\nvalidation_timeout = 3\n",
+		"key 'validation_timeout': belongs in [acme]", { NULL } },
+	{ "unknown acme key", "[acme]\nvalidation_proxy = x\n",
+		"key 'validation_proxy': unknown in [acme]", { NULL } },
+	{ "acme key twice", "[acme]\nvalidation_workers = 2\nvalidation_workers = 3\n",
+		"test.conf:3: key 'validation_workers': already set on line 2", { NULL } },
 	{ "comments and blank lines", "# a comment\n; another\n\n   \n[daemon]\n  # indented\n", NULL,
 		{ "workers=4", NULL } },
 	{ "daemon keys", "[daemon]\nstate_dir = /srv/e\nuser = ra\nworkers = 8\nqueue_max=5\n"
@@ -159,6 +198,18 @@ field(const struct enrolld_config *cfg, const char *name, char *buf, size_t len)
 	else if (strcmp(name, "ca_issuing_days") == 0) snprintf(buf, len, "%d", cfg->ca_issuing_days);
 	else if (strcmp(name, "crl_days") == 0) snprintf(buf, len, "%d", cfg->crl_days);
 	else if (strcmp(name, "tls_names") == 0) snprintf(buf, len, "%s", cfg->tls_names);
+	else if (strcmp(name, "validation_http_port") == 0)
+		snprintf(buf, len, "%d", cfg->validation_http_port);
+	else if (strcmp(name, "validation_tls_port") == 0)
+		snprintf(buf, len, "%d", cfg->validation_tls_port);
+	else if (strcmp(name, "validation_dns_resolver") == 0)
+		snprintf(buf, len, "%s", cfg->validation_dns_resolver);
+	else if (strcmp(name, "validation_allow_private") == 0)
+		snprintf(buf, len, "%d", cfg->validation_allow_private ? 1 : 0);
+	else if (strcmp(name, "validation_timeout") == 0)
+		snprintf(buf, len, "%d", cfg->validation_timeout);
+	else if (strcmp(name, "validation_workers") == 0)
+		snprintf(buf, len, "%d", cfg->validation_workers);
 	else if (strcmp(name, "n_listeners") == 0) snprintf(buf, len, "%d", cfg->n_listeners);
 	else if (name[0] == 'l' && name[1] >= '0' && name[1] <= '9') {
 		i = name[1] - '0';

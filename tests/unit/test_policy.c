@@ -440,6 +440,150 @@ test_missing_input(void)
 	policy_decide(&in, NULL); /* must not crash */
 }
 
+/*
+ * policy_check_name / policy_check_scope / policy_name_dcv_validated: the
+ * ACME door judges each identifier of a newOrder before a CSR exists. Each
+ * row is one name against the shared domain table; the verdict must be the
+ * one policy_decide() gives a CSR holding that name alone.
+ */
+struct name_case {
+	const char *label;
+	unsigned profile;	/* P_* */
+	unsigned cert_type;	/* 0: ssl */
+	const char *name;	/* "dns:..", "ip:.." */
+	const char *want_reason; /* NULL: accepted */
+	bool want_dcv;		/* policy_name_dcv_validated */
+};
+
+static const struct name_case name_cases[] = {
+	{ "name inside a delegated domain", 0, 0, "dns:www.example.com", NULL, true },
+	{ "the domain itself", 0, 0, "dns:example.com", NULL, true },
+	{ "outside every domain", 0, 0, "dns:www.other.org", POLICY_NAME_NOT_DELEGATED, false },
+	{ "label-aligned only", 0, 0, "dns:badexample.com", POLICY_NAME_NOT_DELEGATED, false },
+	{ "inactive subdomain wins", 0, 0, "dns:a.sub.example.com", POLICY_DOMAIN_INACTIVE,
+	    false },
+	{ "wildcard refused by profile", 0, 0, "dns:*.example.com", POLICY_WILDCARD_NOT_ALLOWED,
+	    true },
+	{ "wildcard allowed", P_WILDCARDS, 0, "dns:*.example.com", NULL, true },
+	{ "wrong cert type", 0, 0, "dns:x.client.example.com", POLICY_NAME_NOT_DELEGATED, true },
+	{ "client profile there", 0, CERT_TYPE_CLIENT, "dns:x.client.example.com", NULL, true },
+	{ "dcv required, not validated", P_DCV, 0, "dns:a.nodcv.example.com",
+	    POLICY_DCV_REQUIRED, false },
+	{ "dcv not required", 0, 0, "dns:a.nodcv.example.com", NULL, false },
+	{ "ip delegated exactly", 0, 0, "ip:192.0.2.10", NULL, true },
+	{ "ip not delegated", 0, 0, "ip:192.0.2.11", POLICY_NAME_NOT_DELEGATED, false },
+	{ "ipv6 canonical match", 0, 0, "ip:2001:db8::10", NULL, true },
+};
+
+static void
+test_check_name(void)
+{
+	static const int terms[] = { 90 };
+	static struct csr_info csr;
+	size_t i;
+
+	for (i = 0; i < sizeof(name_cases) / sizeof(name_cases[0]); i++) {
+		const struct name_case *c = &name_cases[i];
+		struct policy_profile profile = {
+			.active = true,
+			.cert_type = c->cert_type ? c->cert_type : CERT_TYPE_SSL,
+			.terms_days = terms,
+			.n_terms = 1,
+			.key_types = KEY_TYPE_P256,
+			.allow_wildcards = (c->profile & P_WILDCARDS) != 0,
+			.require_dcv = (c->profile & P_DCV) != 0,
+		};
+		struct policy_input in = {
+			.endpoint_active = true,
+			.org_active = true,
+			.dept_active = true,
+			.org_validated = true,
+			.profile_allowed = true,
+			.profile = &profile,
+			.csr = &csr,
+			.term_days = 90,
+			.domains = domains,
+			.n_domains = sizeof(domains) / sizeof(domains[0]),
+		};
+		struct policy_decision d, whole;
+		bool ok;
+
+		memset(&csr, 0, sizeof(csr));
+		csr.signature_ok = true;
+		csr.key_type = KEY_TYPE_P256;
+		if (fill_names(&csr, c->name) != 0 || csr.n_names != 1) {
+			failed++;
+			printf("FAIL %s: bad fixture\n", c->label);
+			continue;
+		}
+		memset(&d, 0x5a, sizeof(d));
+		policy_check_name(&in, &csr.names[0], &d);
+		policy_decide(&in, &whole);
+		if (c->want_reason == NULL)
+			ok = d.outcome == POLICY_ISSUE && d.reason == NULL && d.detail[0] == '\0';
+		else
+			ok = d.outcome == POLICY_DENY && d.reason != NULL &&
+			    strcmp(d.reason, c->want_reason) == 0 && d.detail[0] != '\0';
+		/* the same verdict as the whole decision on a CSR of that name */
+		ok = ok && whole.outcome == d.outcome &&
+		    (d.reason == NULL ? whole.reason == NULL :
+					whole.reason != NULL && strcmp(whole.reason, d.reason) == 0);
+		ok = ok && policy_name_dcv_validated(&in, &csr.names[0]) == c->want_dcv;
+		if (ok) {
+			passed++;
+		} else {
+			failed++;
+			printf("FAIL check_name %s: got %s/%s \"%s\"\n", c->label,
+			    policy_outcome_name(d.outcome), d.reason ? d.reason : "(null)", d.detail);
+		}
+	}
+}
+
+/* policy_check_scope: the requester checks alone, first failure wins. */
+static void
+test_check_scope(void)
+{
+	static const int terms[] = { 90 };
+	struct policy_profile profile = { .active = true, .cert_type = CERT_TYPE_SSL,
+		.terms_days = terms, .n_terms = 1, .key_types = KEY_TYPE_P256 };
+	struct policy_input in = { .endpoint_active = true, .org_active = true,
+		.dept_active = true, .org_validated = true, .profile_allowed = true,
+		.profile = &profile };
+	struct policy_decision d;
+
+	policy_check_scope(&in, &d); /* no CSR needed */
+	if (d.outcome == POLICY_ISSUE && d.reason == NULL)
+		passed++;
+	else
+		failed++, printf("FAIL check_scope baseline: %s\n", d.reason ? d.reason : "?");
+	in.dept_active = false;
+	in.profile_allowed = false;
+	policy_check_scope(&in, &d);
+	if (d.outcome == POLICY_DENY && d.reason != NULL &&
+	    strcmp(d.reason, POLICY_DEPT_INACTIVE) == 0)
+		passed++;
+	else
+		failed++, printf("FAIL check_scope order: %s\n", d.reason ? d.reason : "?");
+	in.dept_active = true;
+	policy_check_scope(&in, &d);
+	if (d.outcome == POLICY_DENY && d.reason != NULL &&
+	    strcmp(d.reason, POLICY_PROFILE_NOT_ALLOWED) == 0)
+		passed++;
+	else
+		failed++, printf("FAIL check_scope profile: %s\n", d.reason ? d.reason : "?");
+	policy_check_scope(NULL, &d);
+	policy_check_name(NULL, NULL, &d);
+	if (d.outcome == POLICY_DENY && d.reason != NULL)
+		passed++;
+	else
+		failed++, printf("FAIL check_name NULL input was not denied\n");
+	policy_check_name(&in, NULL, NULL); /* must not crash */
+	if (!policy_name_dcv_validated(NULL, NULL))
+		passed++;
+	else
+		failed++, printf("FAIL dcv_validated(NULL)\n");
+}
+
 int
 main(void)
 {
@@ -450,6 +594,8 @@ main(void)
 	test_reason_strings();
 	test_every_reason_covered();
 	test_missing_input();
+	test_check_name();
+	test_check_scope();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

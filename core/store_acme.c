@@ -1,0 +1,1054 @@
+/*
+ * store_acme.c: the SQL of the ACME door (store_acme.h).
+ *
+ * Every ACME request costs few round trips, so every statement here is
+ * prepared once per connection and run by name (planning the larger ones
+ * costs more than running them), and each function is ONE statement: the
+ * nonce is consumed and the account loaded together; an order, its
+ * authorizations and their challenges are inserted together through
+ * data-modifying CTEs fed by one JSON parameter; an order read also settles
+ * an order whose held certificate an administrator has decided since.
+ *
+ * PostgreSQL builds each object as JSON (json_build_object) and jansson
+ * parses it once; the door shapes it into RFC 8555 JSON with its URLs.
+ *
+ * State changes are guarded by the state they leave (WHERE status = ...),
+ * so concurrent requests - on one instance or several sharing the database -
+ * change an object once.
+ */
+#include "store_acme.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "db.h"
+#include "log.h"
+#include "store_json.h"
+
+/* ---------- prepared statements ---------- */
+
+enum store_acme_stmt {
+	SA_NONCE_KEY_LOAD,
+	SA_NONCE_KEY_ROTATE,
+	SA_AUTH,
+	SA_ENDPOINT,
+	SA_EAB_LOOKUP,
+	SA_ACCOUNT_CREATE,
+	SA_ACCOUNT_UPDATE,
+	SA_ACCOUNT_KEY_CHANGE,
+	SA_ACCOUNT_BY_KEY,
+	SA_ORDER_FACTS,
+	SA_ORDER_CREATE,
+	SA_ORDER_GET,
+	SA_ORDER_LIST,
+	SA_ORDER_SET,
+	SA_AUTHZ_GET,
+	SA_AUTHZ_DEACTIVATE,
+	SA_CHALL_GET,
+	SA_CHALL_START,
+	SA_CERT_OF_ORDER,
+	SA_CERT_BY_SERIAL,
+	SA_EAB_CREATE,
+	SA_EAB_LIST,
+	SA_EAB_GET,
+	SA_EAB_REVOKE,
+	SA_ACCOUNTS_LIST,
+	SA__MAX,
+};
+
+static const char *const store_acme_stmt_names[SA__MAX] = {
+	"enrolld_acme_nonce_key_load",
+	"enrolld_acme_nonce_key_rotate",
+	"enrolld_acme_auth",
+	"enrolld_acme_endpoint",
+	"enrolld_acme_eab_lookup",
+	"enrolld_acme_account_create",
+	"enrolld_acme_account_update",
+	"enrolld_acme_account_key_change",
+	"enrolld_acme_account_by_key",
+	"enrolld_acme_order_facts",
+	"enrolld_acme_order_create",
+	"enrolld_acme_order_get",
+	"enrolld_acme_order_list",
+	"enrolld_acme_order_set",
+	"enrolld_acme_authz_get",
+	"enrolld_acme_authz_deactivate",
+	"enrolld_acme_chall_get",
+	"enrolld_acme_chall_start",
+	"enrolld_acme_cert_of_order",
+	"enrolld_acme_cert_by_serial",
+	"enrolld_acme_eab_create",
+	"enrolld_acme_eab_list",
+	"enrolld_acme_eab_get",
+	"enrolld_acme_eab_revoke",
+	"enrolld_acme_accounts_list",
+};
+
+/* Which statements this thread prepared on which connection (a worker owns
+ * one struct db; a few slots serve tests juggling connections). */
+#define STORE_ACME_SLOTS 4
+struct store_acme_prepared {
+	const struct db *db;
+	const PGconn *conn;
+	uint64_t mask; /* bit (1 << enum store_acme_stmt): prepared */
+};
+static _Thread_local struct store_acme_prepared store_acme_slots[STORE_ACME_SLOTS];
+static _Thread_local unsigned store_acme_next_slot;
+
+static struct store_acme_prepared *
+store_acme_slot(const struct db *db)
+{
+	struct store_acme_prepared *slot = NULL;
+	size_t i;
+
+	for (i = 0; i < STORE_ACME_SLOTS; i++) {
+		if (store_acme_slots[i].db == db) {
+			slot = &store_acme_slots[i];
+			break;
+		}
+	}
+	if (slot == NULL) {
+		slot = &store_acme_slots[store_acme_next_slot++ % STORE_ACME_SLOTS];
+		slot->db = db;
+		slot->conn = NULL;
+	}
+	if (slot->conn != db->conn) {
+		/* a new connection has nothing prepared */
+		slot->conn = db->conn;
+		slot->mask = 0;
+	}
+	return slot;
+}
+
+static const char *
+store_acme_sqlstate(const PGresult *res)
+{
+	const char *s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return s != NULL ? s : "";
+}
+
+/* Records a failure as db.c does: SQLSTATE, broken connection, one log line
+ * with the primary message only (a DETAIL line may quote key values such as
+ * an EAB kid or a nonce). */
+static void
+store_acme_fail(struct db *db, const char *call, const char *what, PGresult *res)
+{
+	const char *sqlstate = store_acme_sqlstate(res);
+	const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	char msg[512];
+	size_t n;
+
+	if (primary == NULL)
+		primary = db->conn != NULL ? PQerrorMessage(db->conn) : "not connected";
+	snprintf(msg, sizeof(msg), "%s", primary);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK ||
+	    strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+	    strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0) {
+		db->broken = true;
+		if (sqlstate[0] == '\0')
+			sqlstate = "08006";
+	}
+	snprintf(db->last_sqlstate, sizeof(db->last_sqlstate), "%s", sqlstate);
+	if (strncmp(sqlstate, "23", 2) == 0)
+		log_info("%s(%s): %s [%s]", call, what, msg, sqlstate);
+	else
+		log_warnx("%s(%s): %s [%s]%s", call, what, msg, sqlstate,
+		    db->broken ? " (connection lost)" : "");
+}
+
+/* Runs statement `stmt` (text `sql`, always the same for one stmt), preparing
+ * it first on this connection. Like db_exec(): the result on success (the
+ * caller PQclear()s), NULL after recording the failure. */
+static PGresult *
+store_acme_exec(struct db *db, enum store_acme_stmt stmt, const char *sql, int nparams,
+    const char *const *params)
+{
+	const char *name = store_acme_stmt_names[stmt];
+	uint64_t bit = (uint64_t)1 << stmt;
+	struct store_acme_prepared *slot = NULL;
+	PGresult *res = NULL;
+	int attempt;
+
+	if (db->conn == NULL || db->broken) {
+		db->broken = true;
+		snprintf(db->last_sqlstate, sizeof(db->last_sqlstate), "08003");
+		log_warnx("PQexecPrepared(%s): not connected", name);
+		return NULL;
+	}
+	slot = store_acme_slot(db);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((slot->mask & bit) == 0) {
+			res = PQprepare(db->conn, name, sql, nparams, NULL);
+			/* 42P05: already there (our memory of it was lost) */
+			if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+			    strcmp(store_acme_sqlstate(res), "42P05") != 0) {
+				store_acme_fail(db, "PQprepare", name, res);
+				PQclear(res);
+				return NULL;
+			}
+			PQclear(res);
+			slot->mask |= bit;
+		}
+		res = PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK ||
+		    PQresultStatus(res) == PGRES_TUPLES_OK) {
+			db->last_sqlstate[0] = '\0';
+			return res;
+		}
+		/* 26000: not prepared on this connection after all; retry once
+		 * when no transaction was spoiled by the failure */
+		if (attempt == 0 && strcmp(store_acme_sqlstate(res), "26000") == 0 &&
+		    PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+			PQclear(res);
+			slot->mask &= ~bit;
+			continue;
+		}
+		store_acme_fail(db, "PQexecPrepared", name, res);
+		PQclear(res);
+		return NULL;
+	}
+	return NULL;
+}
+
+/* One row, first column parsed as JSON: 1 with *out, 0 no row or NULL, -1. */
+static int
+store_acme_json(struct db *db, enum store_acme_stmt stmt, const char *sql, int nparams,
+    const char *const *params, json_t **out)
+{
+	PGresult *res = NULL;
+	json_error_t jerr;
+	int rc = -1;
+
+	*out = NULL;
+	res = store_acme_exec(db, stmt, sql, nparams, params);
+	if (res == NULL)
+		goto out;
+	if (PQntuples(res) < 1 || PQnfields(res) < 1 || PQgetisnull(res, 0, 0)) {
+		rc = 0;
+		goto out;
+	}
+	*out = json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, &jerr);
+	if (*out == NULL) {
+		log_warnx("json_loadb(%s): %s", store_acme_stmt_names[stmt], jerr.text);
+		goto out;
+	}
+	rc = 1;
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* Number of rows a guarded change touched: 1 (or more) -> 1, none -> 0,
+ * error -> -1. */
+static int
+store_acme_changed(struct db *db, enum store_acme_stmt stmt, const char *sql, int nparams,
+    const char *const *params)
+{
+	PGresult *res = NULL;
+	int rc;
+
+	res = store_acme_exec(db, stmt, sql, nparams, params);
+	if (res == NULL)
+		return -1;
+	rc = PQntuples(res) > 0 ? 1 : 0;
+	PQclear(res);
+	return rc;
+}
+
+static const char *
+store_acme_id(char buf[24], int64_t v)
+{
+	return store_json_int(buf, v);
+}
+
+/* "\x0a1b..." for a bytea text parameter; newly allocated, the caller frees. */
+static char *
+store_acme_bytea(const unsigned char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out = NULL;
+	size_t i;
+
+	out = malloc(2 * n + 3);
+	if (out == NULL)
+		return NULL;
+	out[0] = '\\';
+	out[1] = 'x';
+	for (i = 0; i < n; i++) {
+		out[2 + 2 * i] = hex[p[i] >> 4];
+		out[3 + 2 * i] = hex[p[i] & 15];
+	}
+	out[2 + 2 * n] = '\0';
+	return out;
+}
+
+static int
+store_acme_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* ---------- the SQL's shared pieces ---------- */
+
+#define SA_TS(expr) STORE_JSON_TS(expr)
+
+#define SA_ACCOUNT_JSON(a)                                                                         \
+	"json_build_object('id', " a ".id, 'status', " a ".status, 'org_id', " a ".org_id, "      \
+	"'dept_id', " a ".dept_id, 'jwk', " a ".jwk, 'thumbprint', " a ".key_thumbprint, "         \
+	"'contact', to_json(" a ".contact), 'tos_agreed', " a ".tos_agreed, 'eab_key_id', " a     \
+	".eab_key_id, 'created_at', " SA_TS(a ".created_at") ")"
+
+/* The status an order reads as: expired ones invalid, a pending one ready
+ * when every authorization is valid, invalid when one failed. (The
+ * validator also writes these; reading them this way keeps an order right
+ * even when a validation outcome and the order update are not one
+ * transaction.) */
+#define SA_ORDER_STATUS(o)                                                                         \
+	"CASE WHEN " o ".status IN ('pending', 'ready') AND " o ".expires_at <= now()"             \
+	" THEN 'invalid'"                                                                          \
+	" WHEN " o ".status = 'pending' AND EXISTS (SELECT 1 FROM acme_authzs z"                   \
+	" WHERE z.order_id = " o ".id AND (z.status IN ('invalid', 'deactivated', 'expired',"     \
+	" 'revoked') OR (z.status = 'pending' AND z.expires_at <= now()))) THEN 'invalid'"         \
+	" WHEN " o ".status = 'pending' AND NOT EXISTS (SELECT 1 FROM acme_authzs z"               \
+	" WHERE z.order_id = " o ".id AND z.status <> 'valid') THEN 'ready'"                       \
+	" ELSE " o ".status END"
+
+#define SA_ORDER_JSON(o)                                                                           \
+	"json_build_object('id', " o ".id, 'public_id', " o ".public_id, 'account_id', " o         \
+	".account_id, 'status', " SA_ORDER_STATUS(o) ", 'identifiers', " o ".identifiers,"         \
+	" 'profile_id', " o ".profile_id, 'profile', p.name, 'term_days', " o ".term_days,"       \
+	" 'not_before', " SA_TS(o ".not_before") ", 'not_after', " SA_TS(o ".not_after") ","      \
+	" 'expires', " SA_TS(o ".expires_at") ", 'error', " o ".error, 'certificate_id', " o      \
+	".certificate_id, 'authzs', (SELECT coalesce(json_agg(z.public_id ORDER BY z.id),"         \
+	" '[]'::json) FROM acme_authzs z WHERE z.order_id = " o ".id))"
+
+#define SA_AUTHZ_STATUS(z)                                                                         \
+	"CASE WHEN " z ".status = 'pending' AND " z ".expires_at <= now() THEN 'expired'"          \
+	" ELSE " z ".status END"
+
+#define SA_EAB_JSON(k)                                                                             \
+	"json_build_object('id', " k ".id, 'kid', " k ".kid, 'endpoint_id', " k ".endpoint_id,"  \
+	" 'org_id', " k ".org_id, 'dept_id', " k ".dept_id, 'created_by', " k ".created_by,"     \
+	" 'created_at', " SA_TS(k ".created_at") ", 'used_at', " SA_TS(k ".used_at") ","          \
+	" 'revoked_at', " SA_TS(k ".revoked_at") ")"
+
+/* The sentinel row name of a nonce key held in column expression v. */
+#define SA_SENTINEL(v) "'~' || left(encode(sha256(" v "), 'hex'), 16)"
+
+/* ---------- nonces ---------- */
+
+/* Loads (or creates) the key: 1 with *out and *sentinel_ok, 0 when a
+ * concurrent creation was not yet visible (retry), -1. */
+static int
+store_acme_nonce_key_load(struct db *db, struct store_acme_nonce_key *out, bool *sentinel_ok)
+{
+	static const char sql[] =
+	    "WITH s AS (INSERT INTO acme_secrets (name, value) VALUES ('nonce', $1::bytea)"
+	    " ON CONFLICT (name) DO NOTHING RETURNING value),"
+	    " n AS (INSERT INTO acme_nonces (nonce, expires_at)"
+	    " SELECT " SA_SENTINEL("s.value") ", 'infinity' FROM s ON CONFLICT (nonce) DO NOTHING)"
+	    " SELECT encode(s.value, 'hex'), true, " SA_SENTINEL("s.value") " FROM s"
+	    " UNION ALL"
+	    " SELECT encode(a.value, 'hex'), EXISTS (SELECT 1 FROM acme_nonces x"
+	    " WHERE x.nonce = " SA_SENTINEL("a.value") "), " SA_SENTINEL("a.value")
+	    " FROM acme_secrets a WHERE a.name = 'nonce'";
+	unsigned char fresh[STORE_ACME_NONCE_KEY_LEN];
+	const char *params[1];
+	char *fresh_param = NULL;
+	PGresult *res = NULL;
+	const char *hex;
+	size_t i;
+	int rc = -1;
+
+	if (RAND_bytes(fresh, sizeof(fresh)) != 1) {
+		log_ssl_warnx("RAND_bytes(nonce key)");
+		return -1;
+	}
+	fresh_param = store_acme_bytea(fresh, sizeof(fresh));
+	OPENSSL_cleanse(fresh, sizeof(fresh));
+	if (fresh_param == NULL)
+		return -1;
+	params[0] = fresh_param;
+	res = store_acme_exec(db, SA_NONCE_KEY_LOAD, sql, 1, params);
+	if (res == NULL)
+		goto out;
+	if (PQntuples(res) != 1) {
+		rc = 0;
+		goto out;
+	}
+	hex = PQgetvalue(res, 0, 0);
+	if (strlen(hex) != 2 * STORE_ACME_NONCE_KEY_LEN) {
+		log_warnx("store_acme_nonce_key: stored key has the wrong length");
+		goto out;
+	}
+	for (i = 0; i < STORE_ACME_NONCE_KEY_LEN; i++)
+		out->key[i] = (unsigned char)(store_acme_hexval(hex[2 * i]) << 4 |
+		    store_acme_hexval(hex[2 * i + 1]));
+	snprintf(out->sentinel, sizeof(out->sentinel), "%s", PQgetvalue(res, 0, 2));
+	*sentinel_ok = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	rc = 1;
+out:
+	PQclear(res);
+	if (fresh_param != NULL) {
+		OPENSSL_cleanse(fresh_param, strlen(fresh_param));
+		free(fresh_param);
+	}
+	return rc;
+}
+
+int
+store_acme_nonce_key(struct db *db, struct store_acme_nonce_key *out)
+{
+	static const char rotate_sql[] =
+	    "WITH u AS (UPDATE acme_secrets SET value = $2::bytea, created_at = now()"
+	    " WHERE name = 'nonce' AND value = $1::bytea RETURNING value)"
+	    " INSERT INTO acme_nonces (nonce, expires_at)"
+	    " SELECT " SA_SENTINEL("u.value") ", 'infinity' FROM u ON CONFLICT (nonce) DO NOTHING";
+	unsigned char fresh[STORE_ACME_NONCE_KEY_LEN];
+	char *old_param = NULL, *new_param = NULL;
+	const char *params[2];
+	PGresult *res = NULL;
+	bool sentinel_ok = false;
+	int attempt, r, rc = -1;
+
+	for (attempt = 0; attempt < 4; attempt++) {
+		r = store_acme_nonce_key_load(db, out, &sentinel_ok);
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			continue; /* a concurrent first creation: read again */
+		if (sentinel_ok) {
+			rc = 0;
+			goto out;
+		}
+		/* The used-nonce table was emptied by crash recovery: nonces
+		 * of this key could be replayed. Replace the key (once, however
+		 * many instances notice at the same time). */
+		log_warnx("store_acme_nonce_key: used-nonce table was reset; rotating the key");
+		if (RAND_bytes(fresh, sizeof(fresh)) != 1) {
+			log_ssl_warnx("RAND_bytes(nonce key)");
+			goto out;
+		}
+		free(old_param);
+		free(new_param);
+		old_param = store_acme_bytea(out->key, sizeof(out->key));
+		new_param = store_acme_bytea(fresh, sizeof(fresh));
+		OPENSSL_cleanse(fresh, sizeof(fresh));
+		if (old_param == NULL || new_param == NULL)
+			goto out;
+		params[0] = old_param;
+		params[1] = new_param;
+		res = store_acme_exec(db, SA_NONCE_KEY_ROTATE, rotate_sql, 2, params);
+		if (res == NULL)
+			goto out;
+		PQclear(res);
+		res = NULL;
+	}
+	log_warnx("store_acme_nonce_key: no usable key after %d attempts", attempt);
+out:
+	if (rc != 0)
+		OPENSSL_cleanse(out, sizeof(*out));
+	if (old_param != NULL) {
+		OPENSSL_cleanse(old_param, strlen(old_param));
+		free(old_param);
+	}
+	if (new_param != NULL) {
+		OPENSSL_cleanse(new_param, strlen(new_param));
+		free(new_param);
+	}
+	return rc;
+}
+
+/* ---------- authentication ---------- */
+
+int
+store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
+{
+	static const char sql[] =
+	    "WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"
+	    " VALUES ($1, to_timestamp($2::double precision))"
+	    " ON CONFLICT (nonce) DO NOTHING RETURNING 1),"
+	    " p AS (DELETE FROM acme_nonces WHERE $3::boolean AND expires_at < now())"
+	    " SELECT EXISTS (SELECT 1 FROM n),"
+	    " EXISTS (SELECT 1 FROM acme_nonces s WHERE s.nonce = $4),"
+	    " coalesce((SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"
+	    " WHERE a.id = $6::bigint AND a.endpoint_id = $5::bigint),"
+	    " (SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"
+	    " WHERE a.endpoint_id = $5::bigint AND a.key_thumbprint = $7::text))::text";
+	char expires[24], endpoint[24], account[24];
+	const char *params[7];
+	PGresult *res = NULL;
+	json_error_t jerr;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(expires, sizeof(expires), "%" PRId64, in->nonce_expires);
+	params[0] = in->nonce;
+	params[1] = expires;
+	params[2] = in->prune ? "true" : "false";
+	params[3] = in->sentinel;
+	params[4] = store_acme_id(endpoint, in->endpoint_id);
+	params[5] = store_acme_id(account, in->account_id);
+	params[6] = in->thumbprint;
+	res = store_acme_exec(db, SA_AUTH, sql, 7, params);
+	if (res == NULL)
+		goto out;
+	if (PQntuples(res) != 1) {
+		log_warnx("PQexecPrepared(acme_auth): %d rows", PQntuples(res));
+		goto out;
+	}
+	out->nonce_fresh = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	out->sentinel_ok = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	if (!PQgetisnull(res, 0, 2)) {
+		out->account = json_loadb(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2), 0,
+		    &jerr);
+		if (out->account == NULL) {
+			log_warnx("json_loadb(acme_auth): %s", jerr.text);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+/* ---------- endpoints ---------- */
+
+int
+store_acme_endpoint(struct db *db, const char *name, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('id', e.id, 'name', e.name, 'org_id', e.org_id,"
+	    " 'dept_id', e.dept_id, 'default_profile_id', e.default_profile_id,"
+	    " 'settings', e.settings, 'profiles', (SELECT coalesce(json_agg(json_build_object("
+	    "'id', p.id, 'name', p.name, 'description', p.description, 'active', p.active,"
+	    " 'terms_days', p.terms_days) ORDER BY p.id), '[]'::json) FROM profiles p"
+	    " WHERE p.id = ANY (e.profile_ids)))::text"
+	    " FROM endpoints e WHERE e.protocol = 'acme' AND e.name = $1 AND e.active";
+	const char *params[1] = { name };
+
+	return store_acme_json(db, SA_ENDPOINT, sql, 1, params, out);
+}
+
+/* ---------- accounts ---------- */
+
+int
+store_acme_eab_lookup(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('id', k.id, 'org_id', k.org_id, 'dept_id', k.dept_id,"
+	    " 'hmac_key', encode(k.hmac_key, 'hex'), 'revoked', k.revoked_at IS NOT NULL)::text"
+	    " FROM acme_eab_keys k WHERE k.endpoint_id = $1::bigint AND k.kid = $2";
+	char endpoint[24];
+	const char *params[2];
+
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = kid;
+	return store_acme_json(db, SA_EAB_LOOKUP, sql, 2, params, out);
+}
+
+int
+store_acme_account_create(struct db *db, const struct store_acme_account_new *in, json_t **out)
+{
+	static const char sql[] =
+	    "WITH a AS (INSERT INTO acme_accounts (endpoint_id, key_thumbprint, jwk, contact,"
+	    " tos_agreed, org_id, dept_id, eab_key_id)"
+	    " VALUES ($1::bigint, $2, $3::jsonb, ARRAY(SELECT json_array_elements_text($4::json)),"
+	    " $5::boolean, $6::bigint, $7::bigint, $8::bigint)"
+	    " ON CONFLICT (endpoint_id, key_thumbprint) DO NOTHING RETURNING *),"
+	    " k AS (UPDATE acme_eab_keys SET used_at = coalesce(used_at, now())"
+	    " WHERE id = $8::bigint AND EXISTS (SELECT 1 FROM a)),"
+	    " l AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"
+	    " outcome, details) SELECT 'acme:' || a.id, 'acme.account.create', 'acme_account',"
+	    " a.id, a.org_id, a.dept_id, 'ok', jsonb_build_object('endpoint_id', a.endpoint_id,"
+	    " 'eab_key_id', a.eab_key_id) FROM a)"
+	    " SELECT " SA_ACCOUNT_JSON("a") "::text FROM a";
+	char endpoint[24], org[24], dept[24], eab[24];
+	const char *params[8];
+
+	params[0] = store_acme_id(endpoint, in->endpoint_id);
+	params[1] = in->thumbprint;
+	params[2] = in->jwk;
+	params[3] = in->contact != NULL ? in->contact : "[]";
+	params[4] = in->tos_agreed ? "true" : "false";
+	params[5] = store_acme_id(org, in->org_id);
+	params[6] = store_acme_id(dept, in->dept_id);
+	params[7] = store_acme_id(eab, in->eab_key_id);
+	return store_acme_json(db, SA_ACCOUNT_CREATE, sql, 8, params, out);
+}
+
+int
+store_acme_account_update(struct db *db, int64_t account_id, const char *contact, bool set_tos,
+    bool tos_agreed, bool deactivate, json_t **out)
+{
+	static const char sql[] =
+	    "WITH a AS (UPDATE acme_accounts SET"
+	    " contact = CASE WHEN $2::json IS NULL THEN contact"
+	    " ELSE ARRAY(SELECT json_array_elements_text($2::json)) END,"
+	    " tos_agreed = CASE WHEN $3::boolean THEN $4::boolean ELSE tos_agreed END,"
+	    " status = CASE WHEN $5::boolean THEN 'deactivated' ELSE status END"
+	    " WHERE id = $1::bigint AND status = 'valid' RETURNING *),"
+	    " l AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"
+	    " outcome) SELECT 'acme:' || a.id, CASE WHEN $5::boolean"
+	    " THEN 'acme.account.deactivate' ELSE 'acme.account.update' END, 'acme_account',"
+	    " a.id, a.org_id, a.dept_id, 'ok' FROM a)"
+	    " SELECT " SA_ACCOUNT_JSON("a") "::text FROM a";
+	char account[24];
+	const char *params[5];
+
+	params[0] = store_acme_id(account, account_id);
+	params[1] = contact;
+	params[2] = set_tos ? "true" : "false";
+	params[3] = tos_agreed ? "true" : "false";
+	params[4] = deactivate ? "true" : "false";
+	return store_acme_json(db, SA_ACCOUNT_UPDATE, sql, 5, params, out);
+}
+
+int
+store_acme_account_by_key(struct db *db, int64_t endpoint_id, const char *thumbprint, int64_t *id)
+{
+	static const char sql[] = "SELECT id FROM acme_accounts"
+				  " WHERE endpoint_id = $1::bigint AND key_thumbprint = $2";
+	char endpoint[24];
+	const char *params[2];
+	PGresult *res = NULL;
+	int rc = -1;
+
+	*id = 0;
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = thumbprint;
+	res = store_acme_exec(db, SA_ACCOUNT_BY_KEY, sql, 2, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1) {
+		*id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		rc = 1;
+	} else {
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+int
+store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t account_id,
+    const char *old_thumbprint, const char *new_thumbprint, const char *new_jwk, json_t **out,
+    int64_t *other_id)
+{
+	static const char sql[] =
+	    "WITH a AS (UPDATE acme_accounts SET key_thumbprint = $4, jwk = $5::jsonb"
+	    " WHERE id = $2::bigint AND endpoint_id = $1::bigint AND key_thumbprint = $3"
+	    " AND status = 'valid' RETURNING *),"
+	    " l AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"
+	    " outcome) SELECT 'acme:' || a.id, 'acme.account.key_change', 'acme_account', a.id,"
+	    " a.org_id, a.dept_id, 'ok' FROM a)"
+	    " SELECT " SA_ACCOUNT_JSON("a") "::text FROM a";
+	char endpoint[24], account[24], sqlstate[6];
+	const char *params[5];
+	int rc;
+
+	*other_id = 0;
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = store_acme_id(account, account_id);
+	params[2] = old_thumbprint;
+	params[3] = new_thumbprint;
+	params[4] = new_jwk;
+	rc = store_acme_json(db, SA_ACCOUNT_KEY_CHANGE, sql, 5, params, out);
+	if (rc < 0 && strcmp(db->last_sqlstate, "23505") == 0) {
+		memcpy(sqlstate, db->last_sqlstate, sizeof(sqlstate));
+		if (store_acme_account_by_key(db, endpoint_id, new_thumbprint, other_id) < 0)
+			*other_id = 0;
+		memcpy(db->last_sqlstate, sqlstate, sizeof(sqlstate));
+	}
+	return rc;
+}
+
+/* ---------- orders ---------- */
+
+int
+store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t profile_id,
+    const char *candidates, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT CASE WHEN o.id IS NULL OR p.id IS NULL THEN NULL ELSE json_build_object("
+	    "'org', json_build_object('active', o.active,"
+	    " 'validated', o.validation_status = 'validated'),"
+	    " 'dept', (SELECT json_build_object('active', d.active) FROM departments d"
+	    " WHERE d.id = $2::bigint AND d.org_id = $1::bigint),"
+	    " 'profile', json_build_object('active', p.active, 'cert_type', p.cert_type,"
+	    " 'allow_wildcards', p.allow_wildcards, 'require_dcv', p.require_dcv,"
+	    " 'require_org_validated', p.require_org_validated,"
+	    " 'allowed', p.allowed_org_ids IS NULL OR $1::bigint = ANY (p.allowed_org_ids)),"
+	    " 'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name,"
+	    " 'active', dm.active, 'dcv', dm.dcv_status = 'validated'"
+	    " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now()),"
+	    " 'cert_types', x.cert_types)), '[]'::json)"
+	    " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types"
+	    " FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id"
+	    " CROSS JOIN unnest(dl.cert_types) AS t"
+	    " WHERE cd.name = ANY ($4::text[]) AND dl.state = 'approved'"
+	    " AND dl.org_id = $1::bigint AND (dl.dept_id IS NULL OR dl.dept_id = $2::bigint)"
+	    " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id)) END::text"
+	    " FROM (SELECT 1) one LEFT JOIN organizations o ON o.id = $1::bigint"
+	    " LEFT JOIN profiles p ON p.id = $3::bigint";
+	char org[24], dept[24], profile[24];
+	const char *params[4];
+
+	params[0] = store_acme_id(org, org_id);
+	params[1] = store_acme_id(dept, dept_id);
+	params[2] = store_acme_id(profile, profile_id);
+	params[3] = candidates;
+	return store_acme_json(db, SA_ORDER_FACTS, sql, 4, params, out);
+}
+
+int
+store_acme_order_create(struct db *db, const struct store_acme_order_new *in, int64_t *order_id)
+{
+	static const char sql[] =
+	    "WITH o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers,"
+	    " profile_id, term_days, replaces, not_after, expires_at)"
+	    " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"
+	    " to_timestamp($8::double precision),"
+	    " to_timestamp($9::double precision))"
+	    " RETURNING id, account_id, expires_at),"
+	    " x AS (SELECT * FROM json_to_recordset($10::json) AS x(public_id text, status text,"
+	    " type text, value text, wildcard boolean, challenges json)),"
+	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
+	    " id_value, wildcard, expires_at)"
+	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
+	    " o.expires_at FROM o CROSS JOIN x RETURNING id, public_id),"
+	    " c AS (INSERT INTO acme_challenges (public_id, authz_id, type, token)"
+	    " SELECT ch.public_id, z.id, ch.type, ch.token FROM x JOIN z ON z.public_id = x.public_id"
+	    " CROSS JOIN LATERAL json_to_recordset(x.challenges) AS ch(public_id text, type text,"
+	    " token text))"
+	    " SELECT o.id FROM o";
+	char account[24], profile[24], term[16], not_after[24], expires[24];
+	const char *params[10];
+	PGresult *res = NULL;
+	int rc = -1;
+
+	*order_id = 0;
+	snprintf(term, sizeof(term), "%d", in->term_days);
+	snprintf(not_after, sizeof(not_after), "%" PRId64, in->not_after);
+	snprintf(expires, sizeof(expires), "%" PRId64, in->expires);
+	params[0] = in->public_id;
+	params[1] = store_acme_id(account, in->account_id);
+	params[2] = in->status;
+	params[3] = in->identifiers;
+	params[4] = store_acme_id(profile, in->profile_id);
+	params[5] = term;
+	params[6] = in->replaces;
+	params[7] = in->not_after != 0 ? not_after : NULL;
+	params[8] = expires;
+	params[9] = in->authzs;
+	res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1) {
+		*order_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		rc = 1;
+	} else {
+		log_warnx("PQexecPrepared(acme_order_create): %d rows", PQntuples(res));
+	}
+	PQclear(res);
+	return rc;
+}
+
+int
+store_acme_order_get(struct db *db, const char *public_id, const char *declined_error,
+    json_t **out)
+{
+	static const char sql[] =
+	    "WITH u AS (UPDATE acme_orders o SET"
+	    " status = CASE WHEN c.status = 'declined' THEN 'invalid' ELSE 'valid' END,"
+	    " error = CASE WHEN c.status = 'declined' THEN $2::jsonb || jsonb_build_object("
+	    "'detail', 'the certificate request was declined by an administrator'"
+	    " || coalesce(': ' || nullif(c.decline_reason, ''), '')) END"
+	    " FROM certificates c WHERE o.public_id = $1 AND o.status = 'processing'"
+	    " AND c.id = o.certificate_id AND c.status IN ('issued', 'revoked', 'expired',"
+	    " 'declined') RETURNING o.*)"
+	    " SELECT " SA_ORDER_JSON("o") "::text"
+	    " FROM (SELECT * FROM u UNION ALL SELECT * FROM acme_orders x"
+	    " WHERE x.public_id = $1 AND NOT EXISTS (SELECT 1 FROM u)) o"
+	    " JOIN profiles p ON p.id = o.profile_id";
+	const char *params[2];
+
+	params[0] = public_id;
+	params[1] = declined_error != NULL ? declined_error : "{}";
+	return store_acme_json(db, SA_ORDER_GET, sql, 2, params, out);
+}
+
+int
+store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int limit, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('items', coalesce(json_agg(json_build_object('id', x.id,"
+	    " 'public_id', x.public_id) ORDER BY x.id DESC), '[]'::json))::text"
+	    " FROM (SELECT o.id, o.public_id FROM acme_orders o WHERE o.account_id = $1::bigint"
+	    " AND ($2::bigint IS NULL OR o.id < $2::bigint) AND o.status <> 'invalid'"
+	    " AND NOT (o.status IN ('pending', 'ready') AND o.expires_at <= now())"
+	    " ORDER BY o.id DESC LIMIT $3::int) x";
+	char account[24], before_text[24], limit_text[16];
+	const char *params[3];
+
+	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	params[0] = store_acme_id(account, account_id);
+	params[1] = store_acme_id(before_text, before);
+	params[2] = limit_text;
+	return store_acme_json(db, SA_ORDER_LIST, sql, 3, params, out) < 0 ? -1 : 0;
+}
+
+int
+store_acme_order_set(struct db *db, int64_t order_id, const char *from, const char *status,
+    int64_t certificate_id, const char *error)
+{
+	static const char sql[] =
+	    "UPDATE acme_orders SET status = $3, certificate_id = coalesce($4::bigint,"
+	    " certificate_id), error = $5::jsonb"
+	    " WHERE id = $1::bigint AND status = ANY ($2::text[]) RETURNING id";
+	char order[24], cert[24];
+	const char *params[5];
+
+	params[0] = store_acme_id(order, order_id);
+	params[1] = from;
+	params[2] = status;
+	params[3] = store_acme_id(cert, certificate_id);
+	params[4] = error;
+	return store_acme_changed(db, SA_ORDER_SET, sql, 5, params);
+}
+
+/* ---------- authorizations and challenges ---------- */
+
+int
+store_acme_authz_get(struct db *db, const char *public_id, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('id', z.id, 'public_id', z.public_id, 'order_id', z.order_id,"
+	    " 'account_id', z.account_id, 'status', " SA_AUTHZ_STATUS("z") ", 'type', z.id_type,"
+	    " 'value', z.id_value, 'wildcard', z.wildcard, 'expires', " SA_TS("z.expires_at") ","
+	    " 'challenges', (SELECT coalesce(json_agg(json_build_object('id', c.id,"
+	    " 'public_id', c.public_id, 'type', c.type, 'token', c.token, 'status', c.status,"
+	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
+	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))::text"
+	    " FROM acme_authzs z WHERE z.public_id = $1";
+	const char *params[1] = { public_id };
+
+	return store_acme_json(db, SA_AUTHZ_GET, sql, 1, params, out);
+}
+
+int
+store_acme_authz_deactivate(struct db *db, int64_t authz_id)
+{
+	static const char sql[] =
+	    "WITH z AS (UPDATE acme_authzs SET status = 'deactivated'"
+	    " WHERE id = $1::bigint AND status IN ('pending', 'valid') RETURNING order_id),"
+	    " o AS (UPDATE acme_orders SET status = 'invalid'"
+	    " WHERE id IN (SELECT order_id FROM z) AND status IN ('pending', 'ready'))"
+	    " SELECT 1 FROM z";
+	char authz[24];
+	const char *params[1];
+
+	params[0] = store_acme_id(authz, authz_id);
+	return store_acme_changed(db, SA_AUTHZ_DEACTIVATE, sql, 1, params);
+}
+
+int
+store_acme_chall_get(struct db *db, const char *public_id, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
+	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
+	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
+	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)::text"
+	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
+	    " WHERE c.public_id = $1";
+	const char *params[1] = { public_id };
+
+	return store_acme_json(db, SA_CHALL_GET, sql, 1, params, out);
+}
+
+int
+store_acme_chall_start(struct db *db, int64_t challenge_id)
+{
+	static const char sql[] =
+	    "UPDATE acme_challenges c SET status = 'processing' FROM acme_authzs z"
+	    " WHERE c.id = $1::bigint AND c.status = 'pending' AND z.id = c.authz_id"
+	    " AND z.status = 'pending' AND z.expires_at > now() RETURNING c.id";
+	char chall[24];
+	const char *params[1];
+
+	params[0] = store_acme_id(chall, challenge_id);
+	return store_acme_changed(db, SA_CHALL_START, sql, 1, params);
+}
+
+/* ---------- certificates ---------- */
+
+int
+store_acme_cert_of_order(struct db *db, const char *public_id, json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('account_id', o.account_id, 'order_status', o.status,"
+	    " 'cert_status', c.status, 'cert_der', encode(c.cert_der, 'hex'))::text"
+	    " FROM acme_orders o LEFT JOIN certificates c ON c.id = o.certificate_id"
+	    " WHERE o.public_id = $1";
+	const char *params[1] = { public_id };
+
+	return store_acme_json(db, SA_CERT_OF_ORDER, sql, 1, params, out);
+}
+
+int
+store_acme_cert_by_serial(struct db *db, const char *serial_hex, int64_t account_id,
+    json_t **out)
+{
+	static const char sql[] =
+	    "SELECT json_build_object('id', c.id, 'status', c.status, 'org_id', c.org_id,"
+	    " 'dept_id', c.dept_id, 'protocol', c.protocol,"
+	    " 'cert_der', encode(c.cert_der, 'hex'),"
+	    " 'not_before', extract(epoch FROM c.not_before)::bigint,"
+	    " 'not_after', extract(epoch FROM c.not_after)::bigint,"
+	    " 'revoked_at', extract(epoch FROM c.revoked_at)::bigint,"
+	    " 'of_account', $2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM acme_orders o"
+	    " WHERE o.certificate_id = c.id AND o.account_id = $2::bigint))::text"
+	    " FROM certificates c WHERE c.serial = $1 AND c.cert_der IS NOT NULL";
+	char account[24];
+	const char *params[2];
+
+	params[0] = serial_hex;
+	params[1] = store_acme_id(account, account_id);
+	return store_acme_json(db, SA_CERT_BY_SERIAL, sql, 2, params, out);
+}
+
+/* ---------- administration ---------- */
+
+int
+store_acme_eab_create(struct db *db, int64_t endpoint_id, const char *kid,
+    const unsigned char *hmac_key, size_t hmac_key_len, int64_t org_id, int64_t dept_id,
+    int64_t created_by, json_t **out)
+{
+	static const char sql[] =
+	    "INSERT INTO acme_eab_keys AS k (kid, hmac_key, endpoint_id, org_id, dept_id,"
+	    " created_by) VALUES ($1, $2::bytea, $3::bigint, $4::bigint, $5::bigint, $6::bigint)"
+	    " RETURNING " SA_EAB_JSON("k") "::text";
+	char endpoint[24], org[24], dept[24], admin[24];
+	char *key_param = NULL;
+	const char *params[6];
+	int rc;
+
+	*out = NULL;
+	key_param = store_acme_bytea(hmac_key, hmac_key_len);
+	if (key_param == NULL)
+		return -1;
+	params[0] = kid;
+	params[1] = key_param;
+	params[2] = store_acme_id(endpoint, endpoint_id);
+	params[3] = store_acme_id(org, org_id);
+	params[4] = store_acme_id(dept, dept_id);
+	params[5] = store_acme_id(admin, created_by);
+	rc = store_acme_json(db, SA_EAB_CREATE, sql, 6, params, out);
+	OPENSSL_cleanse(key_param, strlen(key_param));
+	free(key_param);
+	return rc == 1 ? 1 : -1;
+}
+
+int
+store_acme_eab_list(struct db *db, int64_t endpoint_id, int64_t org_id, int64_t dept_id,
+    int64_t after, int limit, json_t **items)
+{
+	static const char sql[] =
+	    "SELECT coalesce(json_agg(j ORDER BY id), '[]'::json)::text FROM ("
+	    "SELECT k.id, " SA_EAB_JSON("k") " AS j FROM acme_eab_keys k"
+	    " WHERE k.endpoint_id = $1::bigint AND ($2::bigint IS NULL OR k.org_id = $2::bigint)"
+	    " AND ($3::bigint IS NULL OR k.dept_id = $3::bigint) AND k.id > $4::bigint"
+	    " ORDER BY k.id LIMIT $5::int) x";
+	char endpoint[24], org[24], dept[24], after_text[24], limit_text[16];
+	const char *params[5];
+	int r;
+
+	snprintf(after_text, sizeof(after_text), "%" PRId64, after);
+	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = store_acme_id(org, org_id);
+	params[2] = store_acme_id(dept, dept_id);
+	params[3] = after_text;
+	params[4] = limit_text;
+	r = store_acme_json(db, SA_EAB_LIST, sql, 5, params, items);
+	if (r == 0)
+		*items = json_array();
+	return r < 0 || *items == NULL ? -1 : 0;
+}
+
+int
+store_acme_eab_get(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+{
+	static const char sql[] = "SELECT " SA_EAB_JSON("k") "::text FROM acme_eab_keys k"
+				  " WHERE k.endpoint_id = $1::bigint AND k.kid = $2";
+	char endpoint[24];
+	const char *params[2];
+
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = kid;
+	return store_acme_json(db, SA_EAB_GET, sql, 2, params, out);
+}
+
+int
+store_acme_eab_revoke(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+{
+	static const char sql[] =
+	    "UPDATE acme_eab_keys k SET revoked_at = coalesce(revoked_at, now())"
+	    " WHERE k.endpoint_id = $1::bigint AND k.kid = $2 RETURNING " SA_EAB_JSON("k") "::text";
+	char endpoint[24];
+	const char *params[2];
+
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = kid;
+	return store_acme_json(db, SA_EAB_REVOKE, sql, 2, params, out);
+}
+
+int
+store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id, int64_t dept_id,
+    int64_t after, int limit, json_t **items)
+{
+	static const char sql[] =
+	    "SELECT coalesce(json_agg(j ORDER BY id), '[]'::json)::text FROM ("
+	    "SELECT a.id, json_build_object('id', a.id, 'endpoint_id', a.endpoint_id,"
+	    " 'status', a.status, 'org_id', a.org_id, 'dept_id', a.dept_id,"
+	    " 'contact', to_json(a.contact), 'eab_kid', k.kid,"
+	    " 'created_at', " SA_TS("a.created_at") ") AS j"
+	    " FROM acme_accounts a LEFT JOIN acme_eab_keys k ON k.id = a.eab_key_id"
+	    " WHERE ($1::bigint IS NULL OR a.endpoint_id = $1::bigint)"
+	    " AND ($2::bigint IS NULL OR a.org_id = $2::bigint)"
+	    " AND ($3::bigint IS NULL OR a.dept_id = $3::bigint) AND a.id > $4::bigint"
+	    " ORDER BY a.id LIMIT $5::int) x";
+	char endpoint[24], org[24], dept[24], after_text[24], limit_text[16];
+	const char *params[5];
+	int r;
+
+	snprintf(after_text, sizeof(after_text), "%" PRId64, after);
+	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	params[0] = store_acme_id(endpoint, endpoint_id);
+	params[1] = store_acme_id(org, org_id);
+	params[2] = store_acme_id(dept, dept_id);
+	params[3] = after_text;
+	params[4] = limit_text;
+	r = store_acme_json(db, SA_ACCOUNTS_LIST, sql, 5, params, items);
+	if (r == 0)
+		*items = json_array();
+	return r < 0 || *items == NULL ? -1 : 0;
+}

@@ -1,0 +1,247 @@
+/*
+ * store_acme.h: the ACME door's SQL (protocols/acme/ holds none).
+ *
+ * Everything an ACME request needs lives in PostgreSQL (core/migrations/
+ * 002_acme.sql) so that several enrolld instances sharing one database serve
+ * the same accounts, orders and nonces. Each function is one round trip, run
+ * as a statement prepared once per connection; PostgreSQL builds the JSON of
+ * each object and the door turns it into the RFC 8555 shape (URLs, names).
+ *
+ * Conventions: functions returning int answer 1 (found / done), 0 (absent /
+ * nothing changed: a guard said no) or -1 (database error, logged;
+ * db_unavailable() tells whether it was the connection, db->last_sqlstate
+ * which statement error). JSON out-parameters are new references the caller
+ * json_decref()s. Ids of 0 are passed as SQL NULL.
+ *
+ * JSON shapes (timestamps are RFC 3339 UTC text or null):
+ *   endpoint  {"id","name","org_id","dept_id","default_profile_id",
+ *              "settings":{...},"profiles":[{"id","name","description",
+ *              "active","terms_days":[..]}]}            (active ACME only)
+ *   account   {"id","status","org_id","dept_id","jwk","thumbprint",
+ *              "contact":[..],"tos_agreed","eab_key_id","created_at"}
+ *   order     {"id","public_id","account_id","status" (effective: expired
+ *              orders and orders whose authorizations all turned valid or
+ *              one invalid read as such),"identifiers":[{"type","value"}],
+ *              "profile_id","profile","term_days","not_before","not_after",
+ *              "expires","error","certificate_id","authzs":[public_id..]}
+ *   authz     {"id","public_id","order_id","account_id","status"
+ *              (effective: 'expired' once past expires while pending),
+ *              "type","value","wildcard","expires","challenges":[{"id",
+ *              "public_id","type","token","status","validated","error"}]}
+ *   challenge {"id","public_id","account_id","authz_id","authz_public_id",
+ *              "authz_status","type","token","status","validated","error"}
+ */
+#ifndef ENROLLD_STORE_ACME_H
+#define ENROLLD_STORE_ACME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct db;
+
+/* ---------- nonces ---------- */
+
+#define STORE_ACME_NONCE_KEY_LEN 32
+/* "~" + 16 hex digits + NUL */
+#define STORE_ACME_SENTINEL_LEN 18
+
+struct store_acme_nonce_key {
+	unsigned char key[STORE_ACME_NONCE_KEY_LEN];
+	char sentinel[STORE_ACME_SENTINEL_LEN];
+};
+
+/*
+ * The HMAC key of the nonces, shared by every instance through acme_secrets:
+ * created on first use (INSERT ... ON CONFLICT DO NOTHING, with its sentinel
+ * row in acme_nonces, in one statement), else read. When the sentinel row is
+ * missing - crash recovery emptied the UNLOGGED acme_nonces, forgetting which
+ * nonces were used - the key is replaced (guarded by its old value, so
+ * concurrent instances rotate once) and the new one returned. 0 or -1.
+ */
+int store_acme_nonce_key(struct db *db, struct store_acme_nonce_key *out)
+    __attribute__((warn_unused_result));
+
+/* ---------- one request's authentication: one round trip ---------- */
+
+struct store_acme_auth_in {
+	const char *nonce;	/* the protected header's nonce (HMAC already checked) */
+	int64_t nonce_expires;	/* unix time after which it would be refused anyway */
+	bool prune;		/* also delete expired nonce rows (now and then) */
+	const char *sentinel;	/* of the key that made the nonce */
+	int64_t endpoint_id;
+	int64_t account_id;	/* kid: the account; 0 when the JWS carries a jwk */
+	const char *thumbprint;	/* jwk: find the account of this key; or NULL */
+};
+
+struct store_acme_auth_out {
+	bool nonce_fresh;	/* the nonce was not used before (now it is) */
+	bool sentinel_ok;	/* false: the key must be reloaded (see above) */
+	json_t *account;	/* the account found, or NULL */
+};
+
+/* Consumes the nonce and loads the account (by id or by key). 0 or -1. The
+ * caller frees out->account. */
+int store_acme_auth(struct db *db, const struct store_acme_auth_in *in,
+    struct store_acme_auth_out *out) __attribute__((warn_unused_result));
+
+/* ---------- endpoints ---------- */
+
+/* The active ACME endpoint called `name`. 1 with *out, 0, -1. */
+int store_acme_endpoint(struct db *db, const char *name, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* ---------- accounts ---------- */
+
+/* EAB key `kid` of endpoint_id: {"id","org_id","dept_id","hmac_key" (hex),
+ * "revoked"}. 1, 0 (no such key at this endpoint), -1. */
+int store_acme_eab_lookup(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+    __attribute__((warn_unused_result));
+
+struct store_acme_account_new {
+	int64_t endpoint_id;
+	const char *thumbprint;
+	const char *jwk;	/* canonical JWK text */
+	const char *contact;	/* JSON array text of "mailto:" URLs */
+	bool tos_agreed;
+	int64_t org_id, dept_id, eab_key_id; /* 0: none */
+};
+
+/* Creates the account (and marks the EAB key used, and audits), 1 with the
+ * account in *out; 0 when an account with this key exists already (a
+ * concurrent newAccount won: look it up); -1. */
+int store_acme_account_create(struct db *db, const struct store_acme_account_new *in,
+    json_t **out) __attribute__((warn_unused_result));
+
+/* Changes a 'valid' account: contact (JSON array text, or NULL to keep),
+ * tos_agreed (when set_tos), deactivate. 1 with the account in *out, 0 when it
+ * is no longer valid, -1. */
+int store_acme_account_update(struct db *db, int64_t account_id, const char *contact,
+    bool set_tos, bool tos_agreed, bool deactivate, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* Key rollover guarded by the old thumbprint. 1 with *out, 0 when the
+ * account's key changed meanwhile, -1; last_sqlstate 23505 when another
+ * account of the endpoint holds the new key (*other_id then names it when it
+ * could be read). */
+int store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t account_id,
+    const char *old_thumbprint, const char *new_thumbprint, const char *new_jwk,
+    json_t **out, int64_t *other_id) __attribute__((warn_unused_result));
+
+/* The id of the account of endpoint_id holding the key `thumbprint`: 1, 0, -1. */
+int store_acme_account_by_key(struct db *db, int64_t endpoint_id, const char *thumbprint,
+    int64_t *id) __attribute__((warn_unused_result));
+
+/* ---------- orders ---------- */
+
+/*
+ * The policy facts of a newOrder, as core/ra.c loads them for a CSR:
+ * {"org":{"active","validated"},"dept":{"active"}|null,"profile":{"active",
+ * "cert_type","allow_wildcards","require_dcv","require_org_validated",
+ * "allowed"},"domains":[{"name","active","dcv","cert_types":[..]}]}. Only the
+ * domains named in `candidates` (a text[] literal of every suffix of every
+ * requested name, and the addresses) are returned: a name can only be inside
+ * one of its suffixes. 1, 0 (organization or profile gone), -1.
+ */
+int store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t profile_id,
+    const char *candidates, json_t **out) __attribute__((warn_unused_result));
+
+struct store_acme_order_new {
+	const char *public_id;
+	int64_t account_id;
+	const char *status;		/* "pending" or "ready" */
+	const char *identifiers;	/* JSON array text [{"type","value"}] */
+	int64_t profile_id;
+	int term_days;
+	const char *replaces;		/* or NULL */
+	int64_t not_after;		/* unix time, 0: not asked */
+	int64_t expires;		/* unix time: order and authorizations */
+	/* JSON array text: [{"public_id","status","type","value","wildcard",
+	 * "challenges":[{"public_id","type","token"}]}] */
+	const char *authzs;
+};
+
+/* Inserts the order, its authorizations and their challenges in one
+ * statement. 1 with *order_id, -1. */
+int store_acme_order_create(struct db *db, const struct store_acme_order_new *in,
+    int64_t *order_id) __attribute__((warn_unused_result));
+
+/*
+ * Order `public_id` (see the shape above). A 'processing' order whose
+ * certificate an administrator has since decided becomes 'valid' (issued) or
+ * 'invalid' (declined, with `declined_error` - a JSON object text with
+ * "detail" appended by SQL) in the same statement, guarded by status. 1, 0, -1.
+ */
+int store_acme_order_get(struct db *db, const char *public_id, const char *declined_error,
+    json_t **out) __attribute__((warn_unused_result));
+
+/* Orders of an account, newest first, ids below `before` (0: from the
+ * newest), at most `limit` + 1: {"items":[{"id","public_id"}]}. 0 or -1. */
+int store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int limit,
+    json_t **out) __attribute__((warn_unused_result));
+
+/* Moves order_id to `status` (with certificate_id and error JSON text, each
+ * may be 0 / NULL) when its stored status is one of `from` (a text[]
+ * literal). 1 changed, 0 not, -1. */
+int store_acme_order_set(struct db *db, int64_t order_id, const char *from, const char *status,
+    int64_t certificate_id, const char *error) __attribute__((warn_unused_result));
+
+/* ---------- authorizations and challenges ---------- */
+
+int store_acme_authz_get(struct db *db, const char *public_id, json_t **out)
+    __attribute__((warn_unused_result));
+/* Deactivates a pending or valid authorization and invalidates its order
+ * when that was pending or ready. 1, 0 (not in such a state), -1. */
+int store_acme_authz_deactivate(struct db *db, int64_t authz_id)
+    __attribute__((warn_unused_result));
+int store_acme_chall_get(struct db *db, const char *public_id, json_t **out)
+    __attribute__((warn_unused_result));
+/* Moves a pending challenge of a pending, unexpired authorization to
+ * 'processing'. 1 (the caller hands it to the validator), 0, -1. */
+int store_acme_chall_start(struct db *db, int64_t challenge_id)
+    __attribute__((warn_unused_result));
+
+/* ---------- certificates ---------- */
+
+/* The certificate of order `public_id`: {"account_id","order_status",
+ * "cert_status","cert_der" (hex)}. 1, 0, -1. */
+int store_acme_cert_of_order(struct db *db, const char *public_id, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* Certificate with serial `serial_hex` (upper case, no leading zeros):
+ * {"id","status","org_id","dept_id","protocol","cert_der" (hex),
+ * "not_before","not_after","revoked_at" (unix seconds or null),
+ * "of_account" (issued to an order of account_id)}. 1, 0, -1. */
+int store_acme_cert_by_serial(struct db *db, const char *serial_hex, int64_t account_id,
+    json_t **out) __attribute__((warn_unused_result));
+
+/* ---------- administration (protocols/admin/admin_acme.c) ---------- */
+
+/* EAB key JSON: {"kid","endpoint_id","org_id","dept_id","created_by",
+ * "created_at","used_at","revoked_at"} - never the HMAC key. */
+
+/* Creates an EAB key (the caller made kid and the key), 1 with *out, -1. */
+int store_acme_eab_create(struct db *db, int64_t endpoint_id, const char *kid,
+    const unsigned char *hmac_key, size_t hmac_key_len, int64_t org_id, int64_t dept_id,
+    int64_t created_by, json_t **out) __attribute__((warn_unused_result));
+/* EAB keys of endpoint_id with id > after, at most limit + 1 (an array), in
+ * scope (org_id / dept_id 0: any). 0 or -1. */
+int store_acme_eab_list(struct db *db, int64_t endpoint_id, int64_t org_id, int64_t dept_id,
+    int64_t after, int limit, json_t **items) __attribute__((warn_unused_result));
+/* EAB key `kid` of endpoint_id with its internal "id": 1, 0, -1. */
+int store_acme_eab_get(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+    __attribute__((warn_unused_result));
+/* Revokes it (idempotent: an already revoked key keeps its time). 1, 0, -1. */
+int store_acme_eab_revoke(struct db *db, int64_t endpoint_id, const char *kid, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* Accounts, for the admin API: {"id","endpoint_id","status","org_id",
+ * "dept_id","contact","eab_kid","created_at"}; endpoint_id / org_id /
+ * dept_id 0: any. 0 or -1. */
+int store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id,
+    int64_t dept_id, int64_t after, int limit, json_t **items)
+    __attribute__((warn_unused_result));
+
+#endif
