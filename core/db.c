@@ -35,9 +35,15 @@
 /* Key of the advisory lock serializing migrations ("enrolld" in ASCII). */
 #define DB_MIGRATE_LOCK_KEY "28549048094926948"
 
+#define DB_MAX_PREPARED 64
+
 struct db_conn {
 	struct db pub;           /* must stay first: db_new() returns &pub */
 	int64_t next_attempt_ms; /* monotonic ms; 0: may connect now */
+	/* statements prepared on `prepared_conn` (names are static strings) */
+	const PGconn *prepared_conn;
+	const char *prepared[DB_MAX_PREPARED];
+	int n_prepared;
 };
 
 static struct db_conn *db_conn_of(struct db *db)
@@ -234,6 +240,78 @@ PGresult *db_exec(struct db *db, const char *what, const char *sql, int nparams,
 	}
 	db_fail(db, "PQexecParams", what, res);
 	PQclear(res);
+	return NULL;
+}
+
+/* Has `name` been prepared on the current connection? A new connection has
+ * nothing prepared, so the list is forgotten when the connection changes. */
+static bool db_is_prepared(struct db_conn *dc, const char *name)
+{
+	if (dc->prepared_conn != dc->pub.conn) {
+		dc->prepared_conn = dc->pub.conn;
+		dc->n_prepared = 0;
+	}
+	for (int i = 0; i < dc->n_prepared; i++)
+		if (strcmp(dc->prepared[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void db_forget_prepared(struct db_conn *dc, const char *name)
+{
+	for (int i = 0; i < dc->n_prepared; i++)
+		if (strcmp(dc->prepared[i], name) == 0) {
+			dc->prepared[i] = dc->prepared[--dc->n_prepared];
+			return;
+		}
+}
+
+PGresult *db_exec_prepared(struct db *db, const char *name, const char *sql, int nparams,
+                           const char *const *params)
+{
+	struct db_conn *dc = db_conn_of(db);
+	PGresult *res = NULL;
+	const char *sqlstate = NULL;
+
+	if (db->conn == NULL || db->broken) {
+		db->broken = true;
+		db_set_sqlstate(db, "08003");
+		log_warnx("PQexecPrepared(%s): not connected", name);
+		return NULL;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!db_is_prepared(dc, name)) {
+			res = PQprepare(db->conn, name, sql, nparams, NULL);
+			sqlstate = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+			/* 42P05: already prepared (our memory of it was lost) */
+			if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+			    (sqlstate == NULL || strcmp(sqlstate, "42P05") != 0)) {
+				db_fail(db, "PQprepare", name, res);
+				PQclear(res);
+				return NULL;
+			}
+			PQclear(res);
+			if (dc->n_prepared < DB_MAX_PREPARED)
+				dc->prepared[dc->n_prepared++] = name;
+		}
+		res = PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK) {
+			db_set_sqlstate(db, "");
+			return res;
+		}
+		/* 26000: not prepared on this connection after all (DISCARD ALL,
+		 * a pooler); prepare again once when no transaction was spoiled */
+		sqlstate = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		if (attempt == 0 && sqlstate != NULL && strcmp(sqlstate, "26000") == 0 &&
+		    PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+			PQclear(res);
+			db_forget_prepared(dc, name);
+			continue;
+		}
+		db_fail(db, "PQexecPrepared", name, res);
+		PQclear(res);
+		return NULL;
+	}
 	return NULL;
 }
 

@@ -42,6 +42,11 @@ bool db_unavailable(const struct db *db);
  * returns NULL. The caller PQclear()s. */
 PGresult *db_exec(struct db *db, const char *what, const char *sql,
     int nparams, const char *const *params);
+/* Like db_exec(), for hot statements: prepared once per connection under
+ * `name` (a static string, unique per SQL text), then executed by name.
+ * Re-prepared after a reconnect. */
+PGresult *db_exec_prepared(struct db *db, const char *name, const char *sql,
+    int nparams, const char *const *params);
 /* Same, one row one column expected: returns a newly allocated copy of the
  * value ("" for SQL NULL), or NULL on error or no row. */
 char *db_value(struct db *db, const char *what, const char *sql,

@@ -146,7 +146,7 @@ int tokens_authenticate(struct db *db, const char *token, struct tokens_principa
 	 * last_used_at when it is more than a minute old (so that a busy
 	 * client does not write a row per request). */
 	res =
-	    db_exec(db, "token_authenticate",
+	    db_exec_prepared(db, "enrolld_token_authenticate",
 	            "WITH t AS ("
 	            " SELECT k.id AS token_id, encode(k.token_hash, 'hex') AS token_hash,"
 	            "  a.id AS admin_id, a.role, a.org_id, a.dept_id,"
