@@ -30,6 +30,8 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -647,6 +649,8 @@ static int
 http_listener_open(struct http_server *s, struct http_listener *l,
     const struct listener_config *lc)
 {
+	int one = 1;
+
 	l->server = s;
 	memcpy(&l->conf, lc, sizeof(*lc));
 	l->http = evhttp_new(s->base);
@@ -674,6 +678,12 @@ http_listener_open(struct http_server *s, struct http_listener *l,
 		    strerror(errno));
 		return -1;
 	}
+	/* Responses are written whole; without TCP_NODELAY a response that
+	 * spans two segments waits for the client's delayed ACK (~40 ms).
+	 * Linux copies the option to every socket accept() returns. */
+	if (setsockopt(evhttp_bound_socket_get_fd(l->bound), IPPROTO_TCP, TCP_NODELAY, &one,
+	    sizeof(one)) != 0)
+		log_warnx("setsockopt(listener %s, TCP_NODELAY): %s", lc->name, strerror(errno));
 	log_info("listener %s on %s port %d (%s)", lc->name, lc->address, lc->port,
 	    lc->tls ? "https" : "http");
 	return 0;
