@@ -269,6 +269,34 @@ void admin_out_of_scope(const struct admin_call *call, struct http_response *res
 	admin_not_found(resp, object_type, object_id);
 }
 
+json_t *admin_load(const struct admin_call *call, struct http_response *resp, int param,
+                   const struct admin_object_kind *kind, int64_t *id)
+{
+	json_t *obj = NULL;
+	int r;
+
+	*id = param < call->n_params ? admin_param_id(call->params[param]) : -1;
+	if (*id <= 0) {
+		admin_not_found(resp, kind->name, 0);
+		return NULL;
+	}
+	r = kind->get(call->ctx->db, *id, &obj);
+	if (r < 0) {
+		admin_db_failure(call, resp);
+		return NULL;
+	}
+	if (r == 0) {
+		admin_not_found(resp, kind->name, *id);
+		return NULL;
+	}
+	if (!kind->visible(call->who, *id, obj)) {
+		json_decref(obj);
+		admin_out_of_scope(call, resp, kind->name, *id);
+		return NULL;
+	}
+	return obj;
+}
+
 void admin_db_failure(const struct admin_call *call, struct http_response *resp)
 {
 	struct db *db = call->ctx->db;

@@ -92,6 +92,22 @@ void admin_json_reply(struct http_response *resp, int status, json_t *obj);
 /* Parses a decimal id path parameter (> 0); -1 if malformed. */
 int64_t admin_param_id(const char *s);
 
+/* What admin_load() needs to know of one kind of object. */
+struct admin_object_kind {
+	const char *name; /* "profile": for the 404 and the audit entry */
+	/* 1 found (*out a new reference), 0 absent, -1 database failure */
+	int (*get)(struct db *db, int64_t id, json_t **out);
+	/* may `who` see this object? */
+	bool (*visible)(const struct admin_identity *who, int64_t id, const json_t *obj);
+};
+
+/* Loads the object named by path parameter `param` and requires the caller
+ * to see it. Returns it (new reference), or NULL after answering: 404 for a
+ * malformed id or an absent object, 404 + audit when out of scope,
+ * 503/500 on a database failure. */
+json_t *admin_load(const struct admin_call *call, struct http_response *resp, int param,
+    const struct admin_object_kind *kind, int64_t *id);
+
 /* 503 when the database is unreachable, else 500; logs. */
 void admin_db_failure(const struct admin_call *call, struct http_response *resp);
 

@@ -112,33 +112,18 @@ static int admins_subset(const struct admin_call *call, struct http_response *re
 	return 0;
 }
 
+static bool admins_visible_kind(const struct admin_identity *who, int64_t id, const json_t *obj)
+{
+	return admins_sees(who, admin_json_id(obj, "org_id"), admin_json_id(obj, "dept_id"));
+}
+
+static const struct admin_object_kind admins_kind = {"admin", store_admins_get,
+                                                     admins_visible_kind};
+
 /* Loads administrator params[0] and checks the caller sees it. */
 static json_t *admins_load(const struct admin_call *call, struct http_response *resp, int64_t *id)
 {
-	json_t *admin = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[0]);
-	if (*id <= 0) {
-		admin_not_found(resp, "admin", 0);
-		return NULL;
-	}
-	r = store_admins_get(call->ctx->db, *id, &admin);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "admin", *id);
-		return NULL;
-	}
-	if (!admins_sees(call->who, admin_json_id(admin, "org_id"),
-	                 admin_json_id(admin, "dept_id"))) {
-		json_decref(admin);
-		admin_out_of_scope(call, resp, "admin", *id);
-		return NULL;
-	}
-	return admin;
+	return admin_load(call, resp, 0, &admins_kind, id);
 }
 
 static enum admin_role admins_role_of(const json_t *admin)

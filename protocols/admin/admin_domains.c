@@ -504,33 +504,20 @@ out:
 	json_decref(domain);
 }
 
+static bool domains_deleg_visible_kind(const struct admin_identity *who, int64_t id,
+                                       const json_t *obj)
+{
+	return domains_deleg_visible(who, obj);
+}
+
+static const struct admin_object_kind domains_deleg_kind = {"delegation", store_domains_deleg_get,
+                                                            domains_deleg_visible_kind};
+
 /* Loads delegation params[0] and requires the caller to see it. */
 static json_t *domains_deleg_load(const struct admin_call *call, struct http_response *resp,
                                   int64_t *id)
 {
-	json_t *deleg = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[0]);
-	if (*id <= 0) {
-		admin_not_found(resp, "delegation", 0);
-		return NULL;
-	}
-	r = store_domains_deleg_get(call->ctx->db, *id, &deleg);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "delegation", *id);
-		return NULL;
-	}
-	if (!domains_deleg_visible(call->who, deleg)) {
-		json_decref(deleg);
-		admin_out_of_scope(call, resp, "delegation", *id);
-		return NULL;
-	}
-	return deleg;
+	return admin_load(call, resp, 0, &domains_deleg_kind, id);
 }
 
 static void domains_deleg_get(const struct admin_call *call, struct http_response *resp)

@@ -266,34 +266,19 @@ out:
 	return rc;
 }
 
+static bool endpoints_visible_kind(const struct admin_identity *who, int64_t id, const json_t *obj)
+{
+	return endpoints_visible(who, admin_json_id(obj, "org_id"), admin_json_id(obj, "dept_id"));
+}
+
+static const struct admin_object_kind endpoints_kind = {"endpoint", store_endpoints_get,
+                                                        endpoints_visible_kind};
+
 /* Loads endpoint params[0] and requires the caller to see it. */
 static json_t *endpoints_load(const struct admin_call *call, struct http_response *resp,
                               int64_t *id)
 {
-	json_t *endpoint = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[0]);
-	if (*id <= 0) {
-		admin_not_found(resp, "endpoint", 0);
-		return NULL;
-	}
-	r = store_endpoints_get(call->ctx->db, *id, &endpoint);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "endpoint", *id);
-		return NULL;
-	}
-	if (!endpoints_visible(call->who, admin_json_id(endpoint, "org_id"),
-	                       admin_json_id(endpoint, "dept_id"))) {
-		json_decref(endpoint);
-		admin_out_of_scope(call, resp, "endpoint", *id);
-		return NULL;
-	}
-	return endpoint;
+	return admin_load(call, resp, 0, &endpoints_kind, id);
 }
 
 static void endpoints_list(const struct admin_call *call, struct http_response *resp)

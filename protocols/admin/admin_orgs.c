@@ -93,34 +93,20 @@ static int orgs_validate(struct http_response *resp, const json_t *body)
 	return 0;
 }
 
+static bool orgs_visible_kind(const struct admin_identity *who, int64_t id, const json_t *obj)
+{
+	return admin_sees_org(who, id);
+}
+
+static const struct admin_object_kind orgs_kind = {"organization", store_orgs_get,
+                                                   orgs_visible_kind};
+
 /* Loads the organization named by path parameter `param` and checks the
  * caller may see it. Returns it (new reference) or NULL after answering. */
 static json_t *orgs_load(const struct admin_call *call, struct http_response *resp, int param,
                          int64_t *id)
 {
-	json_t *org = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[param]);
-	if (*id <= 0) {
-		admin_not_found(resp, "organization", 0);
-		return NULL;
-	}
-	r = store_orgs_get(call->ctx->db, *id, &org);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "organization", *id);
-		return NULL;
-	}
-	if (!admin_sees_org(call->who, *id)) {
-		json_decref(org);
-		admin_out_of_scope(call, resp, "organization", *id);
-		return NULL;
-	}
-	return org;
+	return admin_load(call, resp, param, &orgs_kind, id);
 }
 
 static void orgs_list(const struct admin_call *call, struct http_response *resp)
@@ -315,33 +301,19 @@ out:
 	json_decref(org);
 }
 
+static bool orgs_dept_visible_kind(const struct admin_identity *who, int64_t id, const json_t *obj)
+{
+	return admin_scope_covers(who, admin_json_id(obj, "org_id"), id, 0);
+}
+
+static const struct admin_object_kind orgs_dept_kind = {"department", store_orgs_dept_get,
+                                                        orgs_dept_visible_kind};
+
 /* Loads department {id} and checks the caller may see it. */
 static json_t *orgs_dept_load(const struct admin_call *call, struct http_response *resp,
                               int64_t *id)
 {
-	json_t *dept = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[0]);
-	if (*id <= 0) {
-		admin_not_found(resp, "department", 0);
-		return NULL;
-	}
-	r = store_orgs_dept_get(call->ctx->db, *id, &dept);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "department", *id);
-		return NULL;
-	}
-	if (!admin_scope_covers(call->who, admin_json_id(dept, "org_id"), *id, 0)) {
-		json_decref(dept);
-		admin_out_of_scope(call, resp, "department", *id);
-		return NULL;
-	}
-	return dept;
+	return admin_load(call, resp, 0, &orgs_dept_kind, id);
 }
 
 static void orgs_dept_get(const struct admin_call *call, struct http_response *resp)

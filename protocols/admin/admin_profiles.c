@@ -273,32 +273,18 @@ static bool profiles_visible(const struct admin_identity *who, const json_t *pro
 	return false;
 }
 
+static bool profiles_visible_kind(const struct admin_identity *who, int64_t id, const json_t *obj)
+{
+	return profiles_visible(who, obj);
+}
+
+static const struct admin_object_kind profiles_kind = {"profile", store_profiles_get,
+                                                       profiles_visible_kind};
+
 /* Loads profile params[0] and requires the caller to see it. */
 static json_t *profiles_load(const struct admin_call *call, struct http_response *resp, int64_t *id)
 {
-	json_t *profile = NULL;
-	int r;
-
-	*id = admin_param_id(call->params[0]);
-	if (*id <= 0) {
-		admin_not_found(resp, "profile", 0);
-		return NULL;
-	}
-	r = store_profiles_get(call->ctx->db, *id, &profile);
-	if (r < 0) {
-		admin_db_failure(call, resp);
-		return NULL;
-	}
-	if (r == 0) {
-		admin_not_found(resp, "profile", *id);
-		return NULL;
-	}
-	if (!profiles_visible(call->who, profile)) {
-		json_decref(profile);
-		admin_out_of_scope(call, resp, "profile", *id);
-		return NULL;
-	}
-	return profile;
+	return admin_load(call, resp, 0, &profiles_kind, id);
 }
 
 static void profiles_list(const struct admin_call *call, struct http_response *resp)
