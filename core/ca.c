@@ -12,18 +12,25 @@
  *     short-lived forked child; afterwards this process loads only the
  *     public certificates. The signer processes (core/signer.c) read
  *     issuing.key themselves; root.key is used by nobody after bootstrap.
- *   - Certificates and CRLs are built here, completely, then signed once
- *     with a throwaway Ed25519 "placeholder" key so that OpenSSL encodes a
- *     well-formed Certificate / CertificateList; the signer parses that DER
- *     strictly, re-signs it with the CA key (which replaces both signature
- *     algorithm fields and the signature) and returns it. The placeholder
- *     key signs nothing anybody trusts.
+ *   - Certificates and CRLs are built here, completely, and sent to the
+ *     signer as a well-formed Certificate / CertificateList with an empty
+ *     signature: a certificate is encoded here around its to-be-signed part
+ *     (ca_unsigned_der(), which names the CA's signature algorithm); a CRL
+ *     is signed once with a throwaway Ed25519 "placeholder" key so that
+ *     OpenSSL encodes it. The signer parses that DER strictly, re-signs it
+ *     with the CA key (which replaces both signature algorithm fields and
+ *     the signature) and returns it. The placeholder key signs nothing
+ *     anybody trusts. (Certificates skip it because an Ed25519 signature
+ *     costs about three ECDSA P-256 signatures in OpenSSL 3.0.)
  *   - tls.key is this process's own TLS key (the listeners need it).
  * Every signed result is checked before it is returned, so a confused
  * signer cannot slip a bad certificate into the database: its DER must be
  * exactly what was sent, element by element, apart from the signature
- * algorithm (which must be the CA's), and the signature must verify with
- * the issuing CA's key (ca_check_signed()).
+ * algorithm (which must be the CA's), and the signature must be well formed
+ * for the CA's key (ca_check_signed()). Whether it also verifies with the
+ * issuing CA's key is checked on a sample of the answers (every CRL, the
+ * first certificate of each signer process, then one in CA_VERIFY_EVERY),
+ * for the reasons given at ca_sign_cert().
  *
  * Speed (OpenSSL 3.0): X509_set_pubkey() and d2i_X509() each build an
  * OSSL_ENCODER/OSSL_DECODER pipeline per call, which cost more than the
@@ -50,6 +57,7 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +73,7 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -84,6 +93,11 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #define CA_MAX_ISSUE_NAMES 1000
 #define CA_BACKDATE 60
 #define CA_DAY 86400
+/* Signer processes tracked for the sampled signature check (signer.h: at
+ * most 16); answers from a slot beyond are always verified. */
+#define CA_MAX_SIGNERS 16
+/* One certificate answer in this many per signer is fully verified. */
+#define CA_VERIFY_EVERY 16
 
 struct ca {
 	char dir[PATH_MAX];		/* state_dir/ca */
@@ -107,8 +121,18 @@ struct ca {
 	EVP_MD *sha1;			/* for key identifiers */
 	const EVP_MD *sig_md;		/* digest the signer uses (NULL: Ed25519) */
 	int sig_nid;			/* its signature algorithm, e.g. ecdsa-with-SHA256 */
+	int sig_param_type;		/* its AlgorithmIdentifier parameters: V_ASN1_NULL
+					   for RSA (RFC 4055), else absent (RFC 5758, 8410) */
 	int crl_days;
 	struct signer *signer;
+	/* the shape of a good signature, checked on every answer: */
+	bool sig_ecdsa;			/* a DER ECDSA-Sig-Value, 0 < r, s < sig_order */
+	BIGNUM *sig_order;		/* ECDSA: the issuing key's group order */
+	int sig_size;			/* ECDSA: at most this many bytes, else exactly */
+	/* certificate answers per signer slot, and "verify every answer from
+	 * now on" (set once a sampled verification has failed) */
+	atomic_ulong answers[CA_MAX_SIGNERS];
+	atomic_bool verify_all;
 };
 
 /* ---------- small helpers ---------- */
@@ -937,14 +961,39 @@ ca_der_split(const unsigned char *der, size_t len, const unsigned char **tbs, si
 	return 0;
 }
 
+/* Whether sig (the value of the signature BIT STRING) has the shape of a
+ * signature by the issuing CA's key: for ECDSA one DER ECDSA-Sig-Value with
+ * 0 < r, s < n, nothing after it; for other keys exactly the key's size. */
+static bool
+ca_signature_well_formed(const struct ca *ca, const unsigned char *sig, size_t len)
+{
+	const unsigned char *p = sig;
+	const BIGNUM *r = NULL, *s = NULL;
+	ECDSA_SIG *es = NULL;
+	bool ok;
+
+	if (!ca->sig_ecdsa)
+		return len == (size_t)ca->sig_size;
+	if (len == 0 || len > (size_t)ca->sig_size ||
+	    (es = d2i_ECDSA_SIG(NULL, &p, (long)len)) == NULL)
+		return false;
+	ECDSA_SIG_get0(es, &r, &s);
+	ok = p == sig + len && r != NULL && s != NULL && !BN_is_zero(r) && !BN_is_zero(s) &&
+	    !BN_is_negative(r) && !BN_is_negative(s) &&
+	    (ca->sig_order == NULL || (BN_cmp(r, ca->sig_order) < 0 && BN_cmp(s, ca->sig_order) < 0));
+	ECDSA_SIG_free(es);
+	return ok;
+}
+
 /* Checks the signer's answer against what was sent: the same to-be-signed
  * elements in the same order, except the one at sigalg_index (the
  * signature algorithm: 2 in a certificate, 1 in a v2 CRL), which must be
- * the CA's algorithm and equal the outer one; and a signature that
- * verifies with the issuing CA's key. Returns 0 or -1 (logged). */
+ * the CA's algorithm and equal the outer one; a signature of the right
+ * shape (ca_signature_well_formed()) and, when `verify`, one that verifies
+ * with the issuing CA's key. Returns 0 or -1 (logged). */
 static int
 ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent,
-    size_t sent_len, const unsigned char *got, size_t got_len, int sigalg_index)
+    size_t sent_len, const unsigned char *got, size_t got_len, int sigalg_index, bool verify)
 {
 	const unsigned char *s_tbs, *s_alg, *s_sig, *g_tbs, *g_alg, *g_sig;
 	const unsigned char *sp, *gp, *s_end, *g_end, *s_el, *g_el, *c, *tbs_alg = NULL;
@@ -1004,15 +1053,16 @@ ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent
 		size_t tl = 0;
 
 		if (ca_der_next(&q, g_sig + g_sig_len, &t, &tl, &val) == -1 || val >= g_sig + g_sig_len ||
-		    val[0] != 0) {
+		    val[0] != 0 ||
+		    !ca_signature_well_formed(ca, val + 1, (size_t)(g_sig + g_sig_len - val - 1))) {
 			why = "malformed signature";
 			goto out;
 		}
-		if ((mctx = EVP_MD_CTX_new()) == NULL ||
+		if (verify && ((mctx = EVP_MD_CTX_new()) == NULL ||
 		    EVP_DigestVerifyInit_ex(mctx, NULL, ca->sig_md ? EVP_MD_get0_name(ca->sig_md) : NULL,
 		    NULL, NULL, X509_get0_pubkey(ca->issuing), NULL) != 1 ||
 		    EVP_DigestVerify(mctx, val + 1, (size_t)(g_sig + g_sig_len - val - 1), g_tbs,
-		    g_tbs_len) != 1) {
+		    g_tbs_len) != 1)) {
 			why = "signature does not verify with the issuing CA's key";
 			goto out;
 		}
@@ -1113,25 +1163,95 @@ out:
 	return x;
 }
 
-/* Placeholder-signs x, has the signer sign it and checks the answer
- * (ca_check_signed()). On success *der is newly allocated (OPENSSL_free). */
+/*
+ * The DER of x as a Certificate with an empty signature, for the signer:
+ * SEQUENCE { tbsCertificate, signatureAlgorithm, BIT STRING (no bits) },
+ * both algorithm fields naming the CA's signature algorithm. Returns its
+ * length with *out newly allocated (OPENSSL_free), or -1 (logged).
+ */
+static int
+ca_unsigned_der(const struct ca *ca, X509 *x, unsigned char **out)
+{
+	static const unsigned char empty_signature[] = {V_ASN1_BIT_STRING, 1, 0};
+	/* OpenSSL 3.0 has no setter for the TBS signature algorithm other than
+	 * signing; the X509_ALGOR belongs to x and is writable, only the
+	 * accessor returns it const. */
+	X509_ALGOR *tbs_alg = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
+	unsigned char *tbs = NULL, *alg = NULL, *der = NULL, *w = NULL;
+	int tbs_len, alg_len, content, total = -1;
+
+	*out = NULL;
+	if (tbs_alg == NULL ||
+	    X509_ALGOR_set0(tbs_alg, OBJ_nid2obj(ca->sig_nid), ca->sig_param_type, NULL) != 1 ||
+	    (tbs_len = i2d_re_X509_tbs(x, &tbs)) <= 0 || (alg_len = i2d_X509_ALGOR(tbs_alg, &alg)) <= 0) {
+		log_ssl_warnx("ca_issue: encoding the certificate");
+		goto out;
+	}
+	content = tbs_len + alg_len + (int)sizeof(empty_signature);
+	total = ASN1_object_size(1, content, V_ASN1_SEQUENCE);
+	if (total <= 0 || (der = OPENSSL_malloc((size_t)total)) == NULL) {
+		total = -1;
+		goto out;
+	}
+	w = der;
+	ASN1_put_object(&w, 1, content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, tbs, (size_t)tbs_len);
+	w += tbs_len;
+	memcpy(w, alg, (size_t)alg_len);
+	w += alg_len;
+	memcpy(w, empty_signature, sizeof(empty_signature));
+	*out = der;
+out:
+	OPENSSL_free(tbs);
+	OPENSSL_free(alg);
+	return total;
+}
+
+/*
+ * Encodes x for the signer, has the signer sign it and checks the answer
+ * (ca_check_signed()). On success *der is newly allocated (OPENSSL_free).
+ *
+ * What the check protects against, and why the signature itself is
+ * verified on a sample only. The signer is trusted with the key but not to
+ * be right: a bug, a desynchronised socket or a compromised signer could
+ * answer with a certificate other than the one asked for - another serial,
+ * subject, key, validity or extension, another algorithm. Every answer is
+ * therefore compared with the request, byte for byte, apart from the
+ * signature algorithm (which must be the CA's, inside and out), and its
+ * signature must have the shape of one by the CA's key. That comparison is
+ * what keeps anything the RA did not decide out of the database, and it
+ * costs next to nothing. Verifying the signature adds one thing: it
+ * catches a signer whose signatures are wrong (a key that is not the
+ * issuing CA's, a fault in its memory or arithmetic). Such a certificate
+ * deceives nobody - every relying party rejects it - but it must not go
+ * unnoticed. Its key is matched to the issuing certificate when each signer
+ * starts (X509_check_private_key); here the first answer of every signer
+ * process is verified, then one in CA_VERIFY_EVERY of each, and after one
+ * failure every answer from then on. A full ECDSA verification costs about
+ * three signatures, which made it the single largest cost of the check.
+ */
 static int
 ca_sign_cert(struct ca *ca, X509 *x, unsigned char **der, size_t *der_len)
 {
 	unsigned char *req = NULL, *signed_der = NULL;
-	size_t signed_len = 0;
+	size_t signed_len = 0, slot = CA_MAX_SIGNERS;
+	bool verify = true;
 	int req_len, rc = -1;
 
-	if (X509_sign(x, ca->placeholder, NULL) <= 0 || (req_len = i2d_X509(x, &req)) <= 0) {
-		log_ssl_warnx("ca_issue: encoding the certificate");
+	if ((req_len = ca_unsigned_der(ca, x, &req)) <= 0)
+		goto out; /* logged */
+	if (signer_sign_slot(ca->signer, SIGNER_OP_SIGN_CERT, req, (size_t)req_len, &signed_der,
+	    &signed_len, &slot) != SIGNER_SIGNED)
+		goto out; /* logged */
+	if (slot < CA_MAX_SIGNERS && !atomic_load(&ca->verify_all))
+		verify = atomic_fetch_add(&ca->answers[slot], 1) % CA_VERIFY_EVERY == 0;
+	/* Certificate TBS: [0] version, serial, signature, ... */
+	if (ca_check_signed(ca, "ca_issue", req, (size_t)req_len, signed_der, signed_len, 2,
+	    verify) == -1) {
+		if (verify)
+			atomic_store(&ca->verify_all, true);
 		goto out;
 	}
-	if (signer_sign(ca->signer, SIGNER_OP_SIGN_CERT, req, (size_t)req_len, &signed_der,
-	    &signed_len) != SIGNER_SIGNED)
-		goto out; /* logged */
-	/* Certificate TBS: [0] version, serial, signature, ... */
-	if (ca_check_signed(ca, "ca_issue", req, (size_t)req_len, signed_der, signed_len, 2) == -1)
-		goto out;
 	*der = signed_der;
 	*der_len = signed_len;
 	signed_der = NULL;
@@ -1248,7 +1368,8 @@ ca_crl(struct ca *ca, int64_t crl_number, const struct ca_revoked *revoked, size
 	    &signed_len) != SIGNER_SIGNED)
 		goto out; /* logged */
 	/* TBSCertList: version, signature, issuer, ... */
-	if (ca_check_signed(ca, "ca_crl", req, (size_t)req_len, signed_der, signed_len, 1) == -1)
+	if (ca_check_signed(ca, "ca_crl", req, (size_t)req_len, signed_der, signed_len, 1,
+	    true) == -1)
 		goto out;
 	*der = signed_der;
 	*der_len = signed_len;
@@ -1561,6 +1682,20 @@ ca_open(const struct enrolld_config *cfg, struct ca **out)
 		log_warnx("ca: %s: no signature algorithm for its key type", ca->issuing_path);
 		goto out;
 	}
+	ca->sig_param_type =
+	    EVP_PKEY_get_base_id(X509_get0_pubkey(ca->issuing)) == EVP_PKEY_RSA ? V_ASN1_NULL
+	    : V_ASN1_UNDEF;
+	ca->sig_ecdsa = EVP_PKEY_get_base_id(X509_get0_pubkey(ca->issuing)) == EVP_PKEY_EC;
+	ca->sig_size = EVP_PKEY_get_size(X509_get0_pubkey(ca->issuing));
+	if (ca->sig_size <= 0 || (ca->sig_ecdsa &&
+	    EVP_PKEY_get_bn_param(X509_get0_pubkey(ca->issuing), OSSL_PKEY_PARAM_EC_ORDER,
+	    &ca->sig_order) != 1)) {
+		log_ssl_warnx("ca: %s: the size of its signatures", ca->issuing_path);
+		goto out;
+	}
+	for (size_t i = 0; i < CA_MAX_SIGNERS; i++)
+		atomic_init(&ca->answers[i], 0);
+	atomic_init(&ca->verify_all, false);
 	if ((ca->root_pem = ca_x509_pem(ca->root)) == NULL ||
 	    (ca->issuing_pem = ca_x509_pem(ca->issuing)) == NULL ||
 	    (ca->chain_pem = ca_concat(ca->issuing_pem, ca->root == ca->issuing ? "" : ca->root_pem)) ==
@@ -1604,6 +1739,7 @@ ca_close(struct ca *ca)
 	free(ca->chain_pem);
 	EVP_PKEY_free(ca->placeholder);
 	EVP_MD_free(ca->sha1);
+	BN_free(ca->sig_order);
 	free(ca);
 }
 

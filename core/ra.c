@@ -310,6 +310,12 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 	f->dept_found = dept_id == 0 || json_is_object(d);
 	f->profile_found = json_is_object(p);
 	f->endpoint_found = endpoint_id == 0 || json_is_object(e);
+	if (f->profile_found) {
+		/* before the other checks: ra_enroll_scoped() needs it even
+		 * when the organization is missing */
+		int t = cert_type_parse(json_string_value(json_object_get(p, "cert_type")));
+		f->profile.cert_type = t > 0 ? (unsigned)t : 0;
+	}
 	if (!f->org_found || !f->dept_found || !f->profile_found || !f->endpoint_found) {
 		/* the same words as the admin API's 404 (admin_not_found) */
 		if (!f->org_found)
@@ -343,10 +349,6 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 		f->terms[i] = (int)json_integer_value(json_array_get(v, i));
 	f->profile.terms_days = f->terms;
 	f->profile.active = ra_jbool(p, "active");
-	{
-		int t = cert_type_parse(json_string_value(json_object_get(p, "cert_type")));
-		f->profile.cert_type = t > 0 ? (unsigned)t : 0;
-	}
 	f->profile.key_types = ra_jbits(p, "key_types", key_type_parse);
 	f->profile.requires_approval = ra_jbool(p, "requires_approval");
 	f->profile.allow_wildcards = ra_jbool(p, "allow_wildcards");
@@ -381,9 +383,17 @@ out:
 	/* keep root alive for an existing row even when the rest is missing */
 	if (rc != RA_OK && !(rc == RA_NOT_FOUND && f->existing != NULL)) {
 		char missing[sizeof(f->missing)];
+		bool profile_found = f->profile_found;
+		unsigned cert_type = f->profile.cert_type;
+
 		memcpy(missing, f->missing, sizeof(missing));
 		ra_facts_free(f);
 		memcpy(f->missing, missing, sizeof(missing));
+		if (rc == RA_NOT_FOUND) {
+			/* what ra_enroll_scoped() asks first */
+			f->profile_found = profile_found;
+			f->profile.cert_type = cert_type;
+		}
 	}
 	return rc;
 }
@@ -748,34 +758,71 @@ out:
 	return rc;
 }
 
+/* Parses the request's CSR into csr; RA_BAD_CSR with out->detail when it
+ * is not a PKCS#10 request at all, else RA_OK. */
+static enum ra_status ra_parse_csr(const struct enroll_request *req, struct csr_info *csr,
+                                   struct enroll_result *out)
+{
+	char err[200] = "";
+
+	if (csr_parse(req->csr, req->csr_len, csr, err, sizeof(err)) == 0)
+		return RA_OK;
+	out->outcome = POLICY_DENY;
+	snprintf(out->detail, sizeof(out->detail), "%s",
+	         err[0] != '\0' ? err : "not a PKCS#10 request");
+	return RA_BAD_CSR;
+}
+
 enum ra_status ra_enroll(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
                          const struct enroll_request *req, struct enroll_result *out)
+{
+	return ra_enroll_scoped(db, ca, cfg, req, NULL, NULL, out);
+}
+
+enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
+                                const struct enroll_request *req, ra_scope_fn scope,
+                                void *scope_arg, struct enroll_result *out)
 {
 	struct csr_info csr;
 	struct ra_facts facts;
 	struct policy_input in;
 	struct policy_decision dec;
-	char err[200] = "", *details = NULL;
+	char *details = NULL;
 	char *names_lit = NULL;
 	json_t *names = NULL;
-	enum ra_status rc = RA_ERROR;
+	bool auto_approve = req->requester_auto_approve;
+	enum ra_status rc = RA_ERROR, parsed;
 
 	memset(out, 0, sizeof(*out));
 	memset(&csr, 0, sizeof(csr));
 	memset(&facts, 0, sizeof(facts));
-	if (csr_parse(req->csr, req->csr_len, &csr, err, sizeof(err)) != 0) {
-		out->outcome = POLICY_DENY;
-		snprintf(out->detail, sizeof(out->detail), "%s",
-		         err[0] != '\0' ? err : "not a PKCS#10 request");
-		rc = RA_BAD_CSR;
+	/* Without a scope check the CSR is judged first, as it always was;
+	 * with one, the scope comes first (see ra.h) and the CSR after it. */
+	if (scope == NULL && (rc = ra_parse_csr(req, &csr, out)) != RA_OK)
 		goto out;
-	}
 	if (db_ensure(db) != 0) {
 		rc = RA_UNAVAILABLE;
 		goto out;
 	}
 	rc = ra_facts_load(db, req->org_id, req->dept_id, req->profile_id, req->endpoint_id,
 	                   req->idempotency_key, &facts);
+	if (scope != NULL && (rc == RA_OK || rc == RA_NOT_FOUND)) {
+		if (!facts.profile_found) {
+			/* the same words as the admin API's 404 (admin_not_found) */
+			snprintf(out->detail, sizeof(out->detail), "profile %" PRId64 " not found",
+			         req->profile_id);
+			rc = RA_NOT_FOUND;
+			goto out;
+		}
+		if (!scope(scope_arg, facts.profile.cert_type, &auto_approve)) {
+			rc = RA_NOT_FOUND; /* answered and audited by the callback */
+			goto out;
+		}
+		if ((parsed = ra_parse_csr(req, &csr, out)) != RA_OK) {
+			rc = parsed;
+			goto out;
+		}
+	}
 	if (facts.existing != NULL) {
 		/* Seen before: answer what the first attempt got. */
 		rc = ra_result_from_existing(ca, facts.existing, out);
@@ -789,7 +836,7 @@ enum ra_status ra_enroll(struct db *db, struct ca *ca, const struct enrolld_conf
 	in = facts.input;
 	in.csr = &csr;
 	in.term_days = req->term_days;
-	in.requester_auto_approve = req->requester_auto_approve;
+	in.requester_auto_approve = auto_approve;
 	policy_decide(&in, &dec);
 
 	if (dec.outcome != POLICY_DENY) {

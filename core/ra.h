@@ -69,6 +69,23 @@ enum ra_status ra_enroll(struct db *db, struct ca *ca, const struct enrolld_conf
     const struct enroll_request *req, struct enroll_result *out)
     __attribute__((warn_unused_result));
 
+/*
+ * ra_enroll() for a door that must check the caller's scope against the
+ * certificate type of the requested profile (the admin API), without a
+ * round trip of its own: the type comes with the facts. In this order:
+ * a profile that does not exist is RA_NOT_FOUND ("profile N not found");
+ * then scope(scope_arg, cert_type, &auto_approve) is called, with
+ * auto_approve preset to req->requester_auto_approve, and may change it;
+ * when it returns false nothing is decided or written and the answer is
+ * RA_NOT_FOUND with an empty detail (the callback has answered the caller
+ * and audited the attempt); then everything else as in ra_enroll().
+ */
+typedef bool (*ra_scope_fn)(void *scope_arg, unsigned cert_type, bool *auto_approve);
+
+enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrolld_config *cfg,
+    const struct enroll_request *req, ra_scope_fn scope, void *scope_arg,
+    struct enroll_result *out) __attribute__((warn_unused_result));
+
 /* Approve a 'requested' certificate (the caller has checked the approver's
  * scope): re-runs the policy (a domain may have been deactivated since),
  * then issues. */

@@ -763,6 +763,15 @@ enum signer_result
 signer_sign(struct signer *s, int op, const unsigned char *der, size_t len,
     unsigned char **out, size_t *out_len)
 {
+	size_t slot;
+
+	return signer_sign_slot(s, op, der, len, out, out_len, &slot);
+}
+
+enum signer_result
+signer_sign_slot(struct signer *s, int op, const unsigned char *der, size_t len,
+    unsigned char **out, size_t *out_len, size_t *slot_index)
+{
 	struct signer_slot *slot = NULL;
 	unsigned char *data = NULL;
 	size_t data_len = 0;
@@ -781,6 +790,7 @@ signer_sign(struct signer *s, int op, const unsigned char *der, size_t len,
 		log_warnx("signer_sign: no signer process is left");
 		return SIGNER_FAILED;
 	}
+	*slot_index = (size_t)(slot - s->slots);
 	if (signer_send_frame(slot->fd, (uint8_t)op, der, len) == -1) {
 		log_warnx("signer_sign: send to signer %ld: %s", (long)slot->pid, strerror(errno));
 		dead = true;

@@ -58,6 +58,13 @@ enum signer_result signer_sign(struct signer *s, int op, const unsigned char *de
     size_t len, unsigned char **out, size_t *out_len)
     __attribute__((warn_unused_result));
 
+/* signer_sign(), also saying which signer answered: *slot (0 .. n_slots-1)
+ * names one signer process for the life of the handle (a retired slot is
+ * never refilled). *slot is set whenever a signer was borrowed. */
+enum signer_result signer_sign_slot(struct signer *s, int op, const unsigned char *der,
+    size_t len, unsigned char **out, size_t *out_len, size_t *slot)
+    __attribute__((warn_unused_result));
+
 /* The process ids of the live signers (for tests and the start-up message).
  * Returns how many were written (at most max). */
 size_t signer_pids(struct signer *s, pid_t *pids, size_t max);

@@ -36,7 +36,12 @@
 enum store_acme_stmt {
 	SA_NONCE_KEY_LOAD,
 	SA_NONCE_KEY_ROTATE,
+	SA_NONCE_PRUNE,
 	SA_AUTH,
+	SA_AUTH_ORDER,
+	SA_AUTH_AUTHZ,
+	SA_AUTH_CHALL,
+	SA_AUTH_CERT,
 	SA_ENDPOINT,
 	SA_EAB_LOOKUP,
 	SA_ACCOUNT_CREATE,
@@ -45,14 +50,10 @@ enum store_acme_stmt {
 	SA_ACCOUNT_BY_KEY,
 	SA_ORDER_FACTS,
 	SA_ORDER_CREATE,
-	SA_ORDER_GET,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
-	SA_AUTHZ_GET,
 	SA_AUTHZ_DEACTIVATE,
-	SA_CHALL_GET,
 	SA_CHALL_START,
-	SA_CERT_OF_ORDER,
 	SA_CERT_BY_SERIAL,
 	SA_EAB_CREATE,
 	SA_EAB_LIST,
@@ -65,7 +66,12 @@ enum store_acme_stmt {
 static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_nonce_key_load",
 	"enrolld_acme_nonce_key_rotate",
+	"enrolld_acme_nonce_prune",
 	"enrolld_acme_auth",
+	"enrolld_acme_auth_order",
+	"enrolld_acme_auth_authz",
+	"enrolld_acme_auth_chall",
+	"enrolld_acme_auth_cert",
 	"enrolld_acme_endpoint",
 	"enrolld_acme_eab_lookup",
 	"enrolld_acme_account_create",
@@ -74,14 +80,10 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_account_by_key",
 	"enrolld_acme_order_facts",
 	"enrolld_acme_order_create",
-	"enrolld_acme_order_get",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
-	"enrolld_acme_authz_get",
 	"enrolld_acme_authz_deactivate",
-	"enrolld_acme_chall_get",
 	"enrolld_acme_chall_start",
-	"enrolld_acme_cert_of_order",
 	"enrolld_acme_cert_by_serial",
 	"enrolld_acme_eab_create",
 	"enrolld_acme_eab_list",
@@ -477,36 +479,140 @@ out:
 
 /* ---------- authentication ---------- */
 
+/* $1 nonce, $2 its expiry, $3 sentinel, $4 endpoint, $5 account id, $6
+ * thumbprint; the object statements add $7 public id (and the order $8
+ * declined error).
+ *
+ * Every statement here must plan the same whatever its parameters: a
+ * prepared statement whose generic plan looks costlier than the plans made
+ * for its actual parameters is planned afresh on EVERY execution, and
+ * planning these costs several times running them (measured). So the
+ * occasional prune of expired nonces is a statement of its own, not a
+ * "$n AND ..." branch here. */
+#define SA_AUTH_WITH                                                                               \
+	"WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"                                   \
+	" VALUES ($1, to_timestamp($2::double precision))"                                         \
+	" ON CONFLICT (nonce) DO NOTHING RETURNING 1)"
+
+#define SA_AUTH_SELECT                                                                             \
+	" SELECT EXISTS (SELECT 1 FROM n),"                                                        \
+	" EXISTS (SELECT 1 FROM acme_nonces s WHERE s.nonce = $3),"                                \
+	" coalesce((SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"                          \
+	" WHERE a.id = $5::bigint AND a.endpoint_id = $4::bigint),"                                \
+	" (SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"                                   \
+	" WHERE a.endpoint_id = $4::bigint AND a.key_thumbprint = $6::text))::text"
+
+/*
+ * An order's certificate row (found by its idempotency key, "acme-order:<id>",
+ * which ra_enroll() stores) is the truth about a finalized order. Reading an
+ * order first settles the order row with it, guarded by status: a held
+ * request an administrator decided since (processing -> valid / invalid),
+ * and a finalize whose own order update was lost (ready -> valid /
+ * processing; store_acme_order_set() commits asynchronously).
+ */
+#define SA_ORDER_SETTLE                                                                            \
+	", u AS (UPDATE acme_orders o SET"                                                         \
+	" status = CASE WHEN c.status = 'declined' THEN 'invalid'"                                 \
+	" WHEN c.status IN ('requested', 'approved') THEN 'processing' ELSE 'valid' END,"         \
+	" certificate_id = c.id,"                                                                  \
+	" error = CASE WHEN c.status = 'declined' THEN $8::jsonb || jsonb_build_object("          \
+	"'detail', 'the certificate request was declined by an administrator'"                     \
+	" || coalesce(': ' || nullif(c.decline_reason, ''), '')) END"                              \
+	" FROM certificates c WHERE o.public_id = $7 AND o.status IN ('ready', 'processing')"      \
+	" AND c.idempotency_key = 'acme-order:' || o.id"                                           \
+	" AND NOT (o.status = 'processing' AND c.status IN ('requested', 'approved'))"             \
+	" RETURNING o.*)"
+
+static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
+	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT
+	    ", (SELECT " SA_ORDER_JSON("o") " FROM (SELECT * FROM u UNION ALL"
+	    " SELECT * FROM acme_orders x WHERE x.public_id = $7 AND NOT EXISTS (SELECT 1 FROM u))"
+	    " o JOIN profiles p ON p.id = o.profile_id)::text",
+	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
+	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
+	    " 'order_id', z.order_id, 'account_id', z.account_id,"
+	    " 'status', " SA_AUTHZ_STATUS("z") ", 'type', z.id_type, 'value', z.id_value,"
+	    " 'wildcard', z.wildcard, 'expires', " SA_TS("z.expires_at") ","
+	    " 'challenges', (SELECT coalesce(json_agg(json_build_object('id', c.id,"
+	    " 'public_id', c.public_id, 'type', c.type, 'token', c.token, 'status', c.status,"
+	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
+	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
+	    " FROM acme_authzs z WHERE z.public_id = $7)::text",
+	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT
+	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
+	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
+	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
+	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)"
+	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
+	    " WHERE c.public_id = $7)::text",
+	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT
+	    ", (SELECT json_build_object('account_id', o.account_id, 'cert_status', c.status,"
+	    " 'cert_der', encode(c.cert_der, 'hex'))"
+	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
+	    " WHERE o.public_id = $7)::text",
+};
+
+static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
+	[STORE_ACME_OBJ_NONE] = SA_AUTH,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_ORDER,
+	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_AUTHZ,
+	[STORE_ACME_OBJ_CHALL] = SA_AUTH_CHALL,
+	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
+};
+
+/* Parses column col of row 0 as JSON into *out (NULL stays NULL). 0 or -1. */
+static int
+store_acme_column_json(PGresult *res, int col, const char *what, json_t **out)
+{
+	json_error_t jerr;
+
+	*out = NULL;
+	if (PQgetisnull(res, 0, col))
+		return 0;
+	*out = json_loadb(PQgetvalue(res, 0, col), (size_t)PQgetlength(res, 0, col), 0, &jerr);
+	if (*out == NULL) {
+		log_warnx("json_loadb(%s): %s", what, jerr.text);
+		return -1;
+	}
+	return 0;
+}
+
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
-	static const char sql[] =
-	    "WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"
-	    " VALUES ($1, to_timestamp($2::double precision))"
-	    " ON CONFLICT (nonce) DO NOTHING RETURNING 1),"
-	    " p AS (DELETE FROM acme_nonces WHERE $3::boolean AND expires_at < now())"
-	    " SELECT EXISTS (SELECT 1 FROM n),"
-	    " EXISTS (SELECT 1 FROM acme_nonces s WHERE s.nonce = $4),"
-	    " coalesce((SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"
-	    " WHERE a.id = $6::bigint AND a.endpoint_id = $5::bigint),"
-	    " (SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"
-	    " WHERE a.endpoint_id = $5::bigint AND a.key_thumbprint = $7::text))::text";
 	char expires[24], endpoint[24], account[24];
-	const char *params[7];
+	const char *params[8];
+	enum store_acme_object obj = in->object;
 	PGresult *res = NULL;
-	json_error_t jerr;
-	int rc = -1;
+	int nparams = 6, rc = -1;
 
 	memset(out, 0, sizeof(*out));
+	if ((unsigned)obj >= STORE_ACME_OBJ__MAX)
+		return -1;
+	if (in->prune) {
+		static const char prune_sql[] = "DELETE FROM acme_nonces WHERE expires_at < now()";
+
+		res = store_acme_exec(db, SA_NONCE_PRUNE, prune_sql, 0, NULL);
+		if (res == NULL)
+			goto out;
+		PQclear(res);
+		res = NULL;
+	}
 	snprintf(expires, sizeof(expires), "%" PRId64, in->nonce_expires);
 	params[0] = in->nonce;
 	params[1] = expires;
-	params[2] = in->prune ? "true" : "false";
-	params[3] = in->sentinel;
-	params[4] = store_acme_id(endpoint, in->endpoint_id);
-	params[5] = store_acme_id(account, in->account_id);
-	params[6] = in->thumbprint;
-	res = store_acme_exec(db, SA_AUTH, sql, 7, params);
+	params[2] = in->sentinel;
+	params[3] = store_acme_id(endpoint, in->endpoint_id);
+	params[4] = store_acme_id(account, in->account_id);
+	params[5] = in->thumbprint;
+	if (obj != STORE_ACME_OBJ_NONE) {
+		params[nparams++] = in->public_id != NULL ? in->public_id : "";
+		if (obj == STORE_ACME_OBJ_ORDER)
+			params[nparams++] = in->declined_error != NULL ? in->declined_error : "{}";
+	}
+	res = store_acme_exec(db, store_acme_auth_stmt[obj], store_acme_auth_sql[obj], nparams,
+	    params);
 	if (res == NULL)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -515,16 +621,19 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	}
 	out->nonce_fresh = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	out->sentinel_ok = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	if (!PQgetisnull(res, 0, 2)) {
-		out->account = json_loadb(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2), 0,
-		    &jerr);
-		if (out->account == NULL) {
-			log_warnx("json_loadb(acme_auth): %s", jerr.text);
-			goto out;
-		}
-	}
+	if (store_acme_column_json(res, 2, "acme_auth account", &out->account) != 0)
+		goto out;
+	if (obj != STORE_ACME_OBJ_NONE &&
+	    store_acme_column_json(res, 3, "acme_auth object", &out->object) != 0)
+		goto out;
 	rc = 0;
 out:
+	if (rc != 0) {
+		json_decref(out->account);
+		json_decref(out->object);
+		out->account = NULL;
+		out->object = NULL;
+	}
 	PQclear(res);
 	return rc;
 }
@@ -772,30 +881,6 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 }
 
 int
-store_acme_order_get(struct db *db, const char *public_id, const char *declined_error,
-    json_t **out)
-{
-	static const char sql[] =
-	    "WITH u AS (UPDATE acme_orders o SET"
-	    " status = CASE WHEN c.status = 'declined' THEN 'invalid' ELSE 'valid' END,"
-	    " error = CASE WHEN c.status = 'declined' THEN $2::jsonb || jsonb_build_object("
-	    "'detail', 'the certificate request was declined by an administrator'"
-	    " || coalesce(': ' || nullif(c.decline_reason, ''), '')) END"
-	    " FROM certificates c WHERE o.public_id = $1 AND o.status = 'processing'"
-	    " AND c.id = o.certificate_id AND c.status IN ('issued', 'revoked', 'expired',"
-	    " 'declined') RETURNING o.*)"
-	    " SELECT " SA_ORDER_JSON("o") "::text"
-	    " FROM (SELECT * FROM u UNION ALL SELECT * FROM acme_orders x"
-	    " WHERE x.public_id = $1 AND NOT EXISTS (SELECT 1 FROM u)) o"
-	    " JOIN profiles p ON p.id = o.profile_id";
-	const char *params[2];
-
-	params[0] = public_id;
-	params[1] = declined_error != NULL ? declined_error : "{}";
-	return store_acme_json(db, SA_ORDER_GET, sql, 2, params, out);
-}
-
-int
 store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int limit, json_t **out)
 {
 	static const char sql[] =
@@ -819,10 +904,16 @@ int
 store_acme_order_set(struct db *db, int64_t order_id, const char *from, const char *status,
     int64_t certificate_id, const char *error)
 {
+	/* Committed asynchronously (synchronous_commit off for this statement's
+	 * transaction only): the certificate row ra_enroll() committed durably
+	 * is the truth, and a read of the order re-derives this change should
+	 * a crash lose it (SA_ORDER_SETTLE). Saves a WAL flush per issuance. */
 	static const char sql[] =
-	    "UPDATE acme_orders SET status = $3, certificate_id = coalesce($4::bigint,"
+	    "WITH s AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
+	    " UPDATE acme_orders SET status = $3, certificate_id = coalesce($4::bigint,"
 	    " certificate_id), error = $5::jsonb"
-	    " WHERE id = $1::bigint AND status = ANY ($2::text[]) RETURNING id";
+	    " WHERE id = $1::bigint AND status = ANY ($2::text[])"
+	    " AND (SELECT v FROM s) IS NOT NULL RETURNING id";
 	char order[24], cert[24];
 	const char *params[5];
 
@@ -835,23 +926,6 @@ store_acme_order_set(struct db *db, int64_t order_id, const char *from, const ch
 }
 
 /* ---------- authorizations and challenges ---------- */
-
-int
-store_acme_authz_get(struct db *db, const char *public_id, json_t **out)
-{
-	static const char sql[] =
-	    "SELECT json_build_object('id', z.id, 'public_id', z.public_id, 'order_id', z.order_id,"
-	    " 'account_id', z.account_id, 'status', " SA_AUTHZ_STATUS("z") ", 'type', z.id_type,"
-	    " 'value', z.id_value, 'wildcard', z.wildcard, 'expires', " SA_TS("z.expires_at") ","
-	    " 'challenges', (SELECT coalesce(json_agg(json_build_object('id', c.id,"
-	    " 'public_id', c.public_id, 'type', c.type, 'token', c.token, 'status', c.status,"
-	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
-	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))::text"
-	    " FROM acme_authzs z WHERE z.public_id = $1";
-	const char *params[1] = { public_id };
-
-	return store_acme_json(db, SA_AUTHZ_GET, sql, 1, params, out);
-}
 
 int
 store_acme_authz_deactivate(struct db *db, int64_t authz_id)
@@ -870,21 +944,6 @@ store_acme_authz_deactivate(struct db *db, int64_t authz_id)
 }
 
 int
-store_acme_chall_get(struct db *db, const char *public_id, json_t **out)
-{
-	static const char sql[] =
-	    "SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
-	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
-	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
-	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)::text"
-	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
-	    " WHERE c.public_id = $1";
-	const char *params[1] = { public_id };
-
-	return store_acme_json(db, SA_CHALL_GET, sql, 1, params, out);
-}
-
-int
 store_acme_chall_start(struct db *db, int64_t challenge_id)
 {
 	static const char sql[] =
@@ -899,19 +958,6 @@ store_acme_chall_start(struct db *db, int64_t challenge_id)
 }
 
 /* ---------- certificates ---------- */
-
-int
-store_acme_cert_of_order(struct db *db, const char *public_id, json_t **out)
-{
-	static const char sql[] =
-	    "SELECT json_build_object('account_id', o.account_id, 'order_status', o.status,"
-	    " 'cert_status', c.status, 'cert_der', encode(c.cert_der, 'hex'))::text"
-	    " FROM acme_orders o LEFT JOIN certificates c ON c.id = o.certificate_id"
-	    " WHERE o.public_id = $1";
-	const char *params[1] = { public_id };
-
-	return store_acme_json(db, SA_CERT_OF_ORDER, sql, 1, params, out);
-}
 
 int
 store_acme_cert_by_serial(struct db *db, const char *serial_hex, int64_t account_id,

@@ -66,6 +66,20 @@ int store_acme_nonce_key(struct db *db, struct store_acme_nonce_key *out)
 
 /* ---------- one request's authentication: one round trip ---------- */
 
+/* The object a request is about, loaded in the same statement that consumes
+ * the nonce and loads the account (shapes above; the caller checks that its
+ * account_id is the signer's). */
+enum store_acme_object {
+	STORE_ACME_OBJ_NONE,
+	STORE_ACME_OBJ_ORDER,	/* order (a held order an administrator decided
+				   since is settled first, see below) */
+	STORE_ACME_OBJ_AUTHZ,	/* authz */
+	STORE_ACME_OBJ_CHALL,	/* challenge */
+	STORE_ACME_OBJ_CERT,	/* {"account_id","cert_status","cert_der" (hex)} of
+				   the certificate of the order with that public id */
+	STORE_ACME_OBJ__MAX,
+};
+
 struct store_acme_auth_in {
 	const char *nonce;	/* the protected header's nonce (HMAC already checked) */
 	int64_t nonce_expires;	/* unix time after which it would be refused anyway */
@@ -74,16 +88,30 @@ struct store_acme_auth_in {
 	int64_t endpoint_id;
 	int64_t account_id;	/* kid: the account; 0 when the JWS carries a jwk */
 	const char *thumbprint;	/* jwk: find the account of this key; or NULL */
+	enum store_acme_object object;
+	const char *public_id;	/* of the object */
+	/* ORDER: the error a held order gets when its certificate request was
+	 * declined (JSON object text; SQL appends "detail") */
+	const char *declined_error;
 };
 
 struct store_acme_auth_out {
 	bool nonce_fresh;	/* the nonce was not used before (now it is) */
 	bool sentinel_ok;	/* false: the key must be reloaded (see above) */
 	json_t *account;	/* the account found, or NULL */
+	json_t *object;		/* the object asked for, or NULL when absent */
 };
 
-/* Consumes the nonce and loads the account (by id or by key). 0 or -1. The
- * caller frees out->account. */
+/*
+ * Consumes the nonce, loads the account (by id or by key) and the object, in
+ * one statement. 0 or -1. The caller frees out->account and out->object.
+ * An ORDER is first settled with its certificate row (found by the
+ * idempotency key "acme-order:<id>"): 'processing' whose request an
+ * administrator has since decided becomes 'valid' (issued) or 'invalid'
+ * (declined, with declined_error); 'ready' with a certificate row (its
+ * finalize's update was lost) becomes 'valid' or 'processing'. Guarded by
+ * status, in the same statement.
+ */
 int store_acme_auth(struct db *db, const struct store_acme_auth_in *in,
     struct store_acme_auth_out *out) __attribute__((warn_unused_result));
 
@@ -168,15 +196,6 @@ struct store_acme_order_new {
 int store_acme_order_create(struct db *db, const struct store_acme_order_new *in,
     int64_t *order_id) __attribute__((warn_unused_result));
 
-/*
- * Order `public_id` (see the shape above). A 'processing' order whose
- * certificate an administrator has since decided becomes 'valid' (issued) or
- * 'invalid' (declined, with `declined_error` - a JSON object text with
- * "detail" appended by SQL) in the same statement, guarded by status. 1, 0, -1.
- */
-int store_acme_order_get(struct db *db, const char *public_id, const char *declined_error,
-    json_t **out) __attribute__((warn_unused_result));
-
 /* Orders of an account, newest first, ids below `before` (0: from the
  * newest), at most `limit` + 1: {"items":[{"id","public_id"}]}. 0 or -1. */
 int store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int limit,
@@ -184,19 +203,17 @@ int store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int
 
 /* Moves order_id to `status` (with certificate_id and error JSON text, each
  * may be 0 / NULL) when its stored status is one of `from` (a text[]
- * literal). 1 changed, 0 not, -1. */
+ * literal). 1 changed, 0 not, -1. Committed without waiting for the WAL
+ * flush: only for changes a read re-derives from the certificate row, or
+ * that a retry repeats. */
 int store_acme_order_set(struct db *db, int64_t order_id, const char *from, const char *status,
     int64_t certificate_id, const char *error) __attribute__((warn_unused_result));
 
 /* ---------- authorizations and challenges ---------- */
 
-int store_acme_authz_get(struct db *db, const char *public_id, json_t **out)
-    __attribute__((warn_unused_result));
 /* Deactivates a pending or valid authorization and invalidates its order
  * when that was pending or ready. 1, 0 (not in such a state), -1. */
 int store_acme_authz_deactivate(struct db *db, int64_t authz_id)
-    __attribute__((warn_unused_result));
-int store_acme_chall_get(struct db *db, const char *public_id, json_t **out)
     __attribute__((warn_unused_result));
 /* Moves a pending challenge of a pending, unexpired authorization to
  * 'processing'. 1 (the caller hands it to the validator), 0, -1. */
@@ -204,11 +221,6 @@ int store_acme_chall_start(struct db *db, int64_t challenge_id)
     __attribute__((warn_unused_result));
 
 /* ---------- certificates ---------- */
-
-/* The certificate of order `public_id`: {"account_id","order_status",
- * "cert_status","cert_der" (hex)}. 1, 0, -1. */
-int store_acme_cert_of_order(struct db *db, const char *public_id, json_t **out)
-    __attribute__((warn_unused_result));
 
 /* Certificate with serial `serial_hex` (upper case, no leading zeros):
  * {"id","status","org_id","dept_id","protocol","cert_der" (hex),

@@ -632,10 +632,72 @@ acme_kid_account(const struct acme_request *r, const char *kid)
 	return id;
 }
 
-/* Runs the POST pipeline (see the top of this file). 0 when the handler may
- * run, -1 after answering. */
+/* ---------- account keys ---------- */
+
+/*
+ * Parsed account keys, per process: turning a stored JWK into an EVP_PKEY
+ * costs more than verifying the signature with it (OpenSSL 3 builds the key
+ * through its provider machinery), and every signed request needs one.
+ * Direct-mapped by account id; an entry is used only while the account's
+ * stored thumbprint is the one it was made from, so a key rollover (on any
+ * instance) misses and reloads. EVP_PKEY is safe to share between threads
+ * for verification; each user holds its own reference.
+ */
+#define ACME_KEY_CACHE 1024
+
+struct acme_key_slot {
+	int64_t account_id;
+	char thumbprint[ACME_JWK_THUMBPRINT_LEN];
+	EVP_PKEY *key;
+};
+
+static pthread_mutex_t acme_key_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct acme_key_slot acme_key_cache[ACME_KEY_CACHE];
+
+/* The key of `account` (a new reference the caller frees), or NULL (logged). */
+static EVP_PKEY *
+acme_account_key(const json_t *account)
+{
+	int64_t id = acme_json_id(account, "id");
+	const char *thumb = acme_json_str(account, "thumbprint");
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	const char *problem = NULL;
+	char detail[256] = "";
+	EVP_PKEY *key = NULL, *old = NULL;
+
+	if (thumb == NULL || strlen(thumb) >= ACME_JWK_THUMBPRINT_LEN)
+		thumb = "";
+	pthread_mutex_lock(&acme_key_lock);
+	if (slot->key != NULL && slot->account_id == id && thumb[0] != '\0' &&
+	    strcmp(slot->thumbprint, thumb) == 0 && EVP_PKEY_up_ref(slot->key) == 1)
+		key = slot->key;
+	pthread_mutex_unlock(&acme_key_lock);
+	if (key != NULL)
+		return key;
+
+	if (acme_jwk_parse(json_object_get(account, "jwk"), &key, &problem, detail,
+		sizeof(detail)) != 0) {
+		log_warnx("acme_jwk_parse(account %" PRId64 "): stored key unusable: %s", id, detail);
+		return NULL;
+	}
+	if (thumb[0] != '\0' && EVP_PKEY_up_ref(key) == 1) {
+		pthread_mutex_lock(&acme_key_lock);
+		old = slot->key;
+		slot->key = key;
+		slot->account_id = id;
+		snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
+		pthread_mutex_unlock(&acme_key_lock);
+		EVP_PKEY_free(old);
+	}
+	return key;
+}
+
+/* Runs the POST pipeline (see the top of this file), loading the object
+ * `obj` named `public_id` with the account. 0 when the handler may run, -1
+ * after answering. */
 static int
-acme_authenticate(struct acme_request *r, enum acme_auth mode)
+acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_object obj,
+    const char *public_id)
 {
 	const char *ctype = http_request_header(r->req, "Content-Type");
 	const char *problem = NULL;
@@ -705,11 +767,15 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode)
 	in.endpoint_id = r->ep.id;
 	in.account_id = kid_id;
 	in.thumbprint = r->jws.kid == NULL ? thumb : NULL;
+	in.object = obj;
+	in.public_id = public_id;
+	in.declined_error = acme_declined_error;
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
 	r->account = out.account;
+	r->object = out.object;
 	if (!out.sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
@@ -729,10 +795,8 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode)
 			    "no such account at this ACME endpoint");
 			return -1;
 		}
-		if (acme_jwk_parse(json_object_get(r->account, "jwk"), &r->key, &problem, detail,
-			sizeof(detail)) != 0) {
-			log_warnx("acme_jwk_parse(account %" PRId64 "): stored key unusable: %s",
-			    r->account_id, detail);
+		r->key = acme_account_key(r->account);
+		if (r->key == NULL) {
 			acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
 			return -1;
 		}
@@ -800,40 +864,41 @@ static void
 acme_route_post(struct acme_request *r, char **seg, int n)
 {
 	const char *what = seg[0];
+	const enum store_acme_object none = STORE_ACME_OBJ_NONE;
 
 	if (n == 1 && strcmp(what, "new-account") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_JWK) == 0)
+		if (acme_authenticate(r, ACME_AUTH_JWK, none, NULL) == 0)
 			acme_new_account(r);
 	} else if (n == 1 && strcmp(what, "new-order") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
+		if (acme_authenticate(r, ACME_AUTH_KID, none, NULL) == 0)
 			acme_new_order(r);
 	} else if (n == 1 && strcmp(what, "revoke-cert") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_ANY) == 0)
+		if (acme_authenticate(r, ACME_AUTH_ANY, none, NULL) == 0)
 			acme_revoke(r);
 	} else if (n == 1 && strcmp(what, "key-change") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
+		if (acme_authenticate(r, ACME_AUTH_KID, none, NULL) == 0)
 			acme_key_change(r);
 	} else if (n == 2 && strcmp(what, "acct") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
+		if (acme_authenticate(r, ACME_AUTH_KID, none, NULL) == 0)
 			acme_account(r, seg[1]);
 	} else if (n == 3 && strcmp(what, "acct") == 0 && strcmp(seg[2], "orders") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
+		if (acme_authenticate(r, ACME_AUTH_KID, none, NULL) == 0)
 			acme_orders(r, seg[1]);
 	} else if (n == 2 && strcmp(what, "order") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
-			acme_order(r, seg[1]);
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_ORDER, seg[1]) == 0)
+			acme_order(r);
 	} else if (n == 3 && strcmp(what, "order") == 0 && strcmp(seg[2], "finalize") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
-			acme_finalize(r, seg[1]);
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_ORDER, seg[1]) == 0)
+			acme_finalize(r);
 	} else if (n == 2 && strcmp(what, "authz") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
-			acme_authz(r, seg[1]);
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_AUTHZ, seg[1]) == 0)
+			acme_authz(r);
 	} else if (n == 2 && strcmp(what, "chall") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
-			acme_chall(r, seg[1]);
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_CHALL, seg[1]) == 0)
+			acme_chall(r);
 	} else if (n == 2 && strcmp(what, "cert") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID) == 0)
-			acme_cert(r, seg[1]);
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_CERT, seg[1]) == 0)
+			acme_cert(r);
 	} else {
 		acme_not_found(r);
 	}
@@ -957,5 +1022,6 @@ out:
 	acme_jws_free(&r->jws);
 	EVP_PKEY_free(r->key);
 	json_decref(r->account);
+	json_decref(r->object);
 	free(r);
 }

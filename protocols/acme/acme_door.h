@@ -26,9 +26,12 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "../request.h"
 #include "acme_jws.h"
+#include "csr.h"
+#include "names.h"
 
 /* RFC 8555 §6.7 problem types beyond those of acme_jws.h. */
 #define ACME_PROBLEM_ACCOUNT_DOES_NOT_EXIST "urn:ietf:params:acme:error:accountDoesNotExist"
@@ -98,6 +101,10 @@ struct acme_request {
 	json_t *account;		/* kid: the account; jwk: the account of that key
 					   or NULL (store_acme.h shape) */
 	int64_t account_id;		/* 0 when none */
+	/* the order / authz / challenge / certificate the URL names, loaded
+	 * with the account (store_acme.h shapes), or NULL when absent; the
+	 * handler checks that it is the signer's */
+	json_t *object;
 };
 
 /* The endpoint's profile by id / by name, or NULL. */
@@ -137,19 +144,38 @@ int64_t acme_json_id(const json_t *obj, const char *key);
 /* The string `key` of a JSON object, or NULL. */
 const char *acme_json_str(const json_t *obj, const char *key);
 
+/* acme_csr.c: a CSR's names and key, read as core/csr.c reads them but
+ * without verifying or judging (ra_enroll() does that). */
+struct acme_csr {
+	X509_REQ *req;			/* owned */
+	EVP_PKEY *pkey;			/* borrowed from req; NULL when unreadable */
+	struct req_name names[CSR_MAX_NAMES]; /* canonical, de-duplicated */
+	size_t n_names;
+	char error[96];			/* "" or the first name that cannot be
+					   certified, in words */
+};
+/* 0 with *c filled (check c->error and c->pkey), or -1 when it is not a DER
+ * PKCS#10 request at all. Free with acme_csr_free() either way. */
+int acme_csr_read(const unsigned char *der, size_t len, struct acme_csr *c)
+    __attribute__((warn_unused_result));
+void acme_csr_free(struct acme_csr *c);
+
 /* acme_account.c */
 void acme_new_account(struct acme_request *r);
 void acme_account(struct acme_request *r, const char *id);
 void acme_key_change(struct acme_request *r);
 
-/* acme_order.c */
+/* acme_order.c; the object handlers find theirs in r->object */
 void acme_new_order(struct acme_request *r);
 void acme_orders(struct acme_request *r, const char *account_id);
-void acme_order(struct acme_request *r, const char *public_id);
-void acme_finalize(struct acme_request *r, const char *public_id);
-void acme_authz(struct acme_request *r, const char *public_id);
-void acme_chall(struct acme_request *r, const char *public_id);
-void acme_cert(struct acme_request *r, const char *public_id);
+void acme_order(struct acme_request *r);
+void acme_finalize(struct acme_request *r);
+void acme_authz(struct acme_request *r);
+void acme_chall(struct acme_request *r);
+void acme_cert(struct acme_request *r);
+/* The error of an order whose held request an administrator declined
+ * (store_acme_auth_in.declined_error). */
+extern const char acme_declined_error[];
 
 /* acme_revoke.c */
 void acme_revoke(struct acme_request *r);

@@ -764,39 +764,29 @@ out:
 
 /* The error stored on an order whose held request an administrator declined
  * (SQL appends "detail"). */
-static const char acme_declined_error[] =
+const char acme_declined_error[] =
     "{\"type\":\"" ACME_PROBLEM_UNAUTHORIZED "\",\"status\":403,\"reason\":\"request_declined\"}";
 
-/* Loads order public_id of the signing account: 1 with *out, 0 after
- * answering 404 (absent or another account's), -1 after answering. */
-static int
-acme_order_load(struct acme_request *r, const char *public_id, json_t **out)
+/* r->object when it exists and is the signer's; otherwise NULL after
+ * answering 404 (another account's object looks exactly like a missing
+ * one). */
+static json_t *
+acme_own_object(struct acme_request *r, const char *what)
 {
-	int found;
-
-	*out = NULL;
-	found = store_acme_order_get(r->door->db, public_id, acme_declined_error, out);
-	if (found < 0) {
-		acme_db_failure(r, "order read");
-		return -1;
+	if (r->object == NULL || acme_json_id(r->object, "account_id") != r->account_id) {
+		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such %s", what);
+		return NULL;
 	}
-	if (found == 0 || acme_json_id(*out, "account_id") != r->account_id) {
-		json_decref(*out);
-		*out = NULL;
-		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such order");
-		return 0;
-	}
-	return 1;
+	return r->object;
 }
 
 void
-acme_order(struct acme_request *r, const char *public_id)
+acme_order(struct acme_request *r)
 {
-	json_t *order = NULL;
+	json_t *order = acme_own_object(r, "order");
 
-	if (acme_order_load(r, public_id, &order) == 1)
+	if (order != NULL)
 		acme_order_reply(r, 200, order);
-	json_decref(order);
 }
 
 void
@@ -880,30 +870,21 @@ acme_reason_is_name(const char *reason)
 /*
  * The CSR against the order: every name a dns/ip identifier of the order and
  * every identifier named, key not the account key. 0, or -1 after answering
- * badCSR.
+ * badCSR. (Signature and key strength are the policy core's, in ra_enroll().)
  */
 static int
-acme_csr_matches(struct acme_request *r, const struct csr_info *csr, const json_t *order)
+acme_csr_matches(struct acme_request *r, const struct acme_csr *csr, const json_t *order)
 {
 	const json_t *ids = json_object_get(order, "identifiers");
 	const json_t *id = NULL;
 	size_t i, k, n_ids = json_array_size(ids);
 
-	if (!csr->signature_ok) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR signature does not verify");
+	if (csr->pkey == NULL) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR's public key cannot be read");
 		return -1;
 	}
-	if (csr->key_type == 0) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR's key was refused: %s",
-		    csr->key_reject != NULL ? csr->key_reject : "unsupported key");
-		return -1;
-	}
-	if (csr->name_error != NULL) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR names %s, which is %s",
-		    csr->name_error_value[0] != '\0' ? csr->name_error_value : "something",
-		    strcmp(csr->name_error, POLICY_NAME_TYPE_NOT_ALLOWED) == 0
-			? "of a type that cannot be certified"
-			: "not a valid name");
+	if (csr->error[0] != '\0') {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR names %s", csr->error);
 		return -1;
 	}
 	for (i = 0; i < csr->n_names; i++) {
@@ -963,17 +944,18 @@ acme_order_mark(json_t *order, const char *status, int64_t cert_id, json_t *erro
 }
 
 void
-acme_finalize(struct acme_request *r, const char *public_id)
+acme_finalize(struct acme_request *r)
 {
 	const char *csr_text = acme_json_str(r->jws.payload_json, "csr");
 	const char *status = NULL;
 	struct enroll_request er;
 	struct enroll_result res;
-	struct csr_info csr;
+	struct acme_csr csr;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
-	char err[200] = "", requester[40], key[48], comment[ACME_URL_MAX];
+	char requester[40], key[48], comment[ACME_URL_MAX];
 	json_t *order = NULL, *error = NULL;
+	const char *public_id = NULL;
 	char *error_text = NULL;
 	int64_t order_id, cert_id = 0;
 	enum ra_status rs;
@@ -981,8 +963,10 @@ acme_finalize(struct acme_request *r, const char *public_id)
 
 	memset(&csr, 0, sizeof(csr));
 	memset(&res, 0, sizeof(res));
-	if (acme_order_load(r, public_id, &order) != 1)
+	order = acme_own_object(r, "order");
+	if (order == NULL)
 		goto out;
+	public_id = acme_json_str(order, "public_id");
 	order_id = acme_json_id(order, "id");
 	status = acme_json_str(order, "status");
 	if (status != NULL && (strcmp(status, "valid") == 0 || strcmp(status, "processing") == 0)) {
@@ -1006,8 +990,8 @@ acme_finalize(struct acme_request *r, const char *public_id)
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not base64url");
 		goto out;
 	}
-	if (csr_parse(der, der_len, &csr, err, sizeof(err)) != 0) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "not a PKCS#10 request: %s", err);
+	if (acme_csr_read(der, der_len, &csr) != 0) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not a DER PKCS#10 request");
 		goto out;
 	}
 	if (acme_csr_matches(r, &csr, order) != 0)
@@ -1103,29 +1087,22 @@ out:
 	free(der);
 	free(error_text);
 	json_decref(error);
-	json_decref(order);
 	enroll_result_free(&res);
-	csr_info_free(&csr);
+	acme_csr_free(&csr);
 }
 
 /* ---------- authorizations and challenges ---------- */
 
 void
-acme_authz(struct acme_request *r, const char *public_id)
+acme_authz(struct acme_request *r)
 {
 	const json_t *payload = r->jws.payload_json;
 	json_t *authz = NULL;
-	int found, changed;
+	int changed;
 
-	found = store_acme_authz_get(r->door->db, public_id, &authz);
-	if (found < 0) {
-		acme_db_failure(r, "authz read");
-		goto out;
-	}
-	if (found == 0 || acme_json_id(authz, "account_id") != r->account_id) {
-		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such authorization");
-		goto out;
-	}
+	authz = acme_own_object(r, "authorization");
+	if (authz == NULL)
+		return;
 	if (!r->jws.post_as_get && json_object_get(payload, "status") != NULL) {
 		const char *want = json_string_value(json_object_get(payload, "status"));
 
@@ -1148,26 +1125,20 @@ acme_authz(struct acme_request *r, const char *public_id)
 	}
 	acme_reply(r, 200, acme_authz_json(r, authz), NULL);
 out:
-	json_decref(authz);
+	return;
 }
 
 void
-acme_chall(struct acme_request *r, const char *public_id)
+acme_chall(struct acme_request *r)
 {
 	char up[2 * ACME_URL_MAX + 32], authz_url[2 * ACME_URL_MAX];
 	json_t *chall = NULL;
 	const char *status = NULL, *authz_status = NULL;
-	int found, started;
+	int started;
 
-	found = store_acme_chall_get(r->door->db, public_id, &chall);
-	if (found < 0) {
-		acme_db_failure(r, "challenge read");
-		goto out;
-	}
-	if (found == 0 || acme_json_id(chall, "account_id") != r->account_id) {
-		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such challenge");
-		goto out;
-	}
+	chall = acme_own_object(r, "challenge");
+	if (chall == NULL)
+		return;
 	status = acme_json_str(chall, "status");
 	authz_status = acme_json_str(chall, "authz_status");
 	/* A JSON object payload ({}) asks the server to validate; POST-as-GET
@@ -1195,7 +1166,7 @@ acme_chall(struct acme_request *r, const char *public_id)
 	(void)http_response_header(r->resp, "Link", up);
 	acme_reply(r, 200, acme_chall_json(r, chall), NULL);
 out:
-	json_decref(chall);
+	return;
 }
 
 /* ---------- certificates ---------- */
@@ -1255,23 +1226,18 @@ acme_hex_decode(const char *hex, size_t *len)
 }
 
 void
-acme_cert(struct acme_request *r, const char *public_id)
+acme_cert(struct acme_request *r)
 {
-	json_t *row = NULL;
+	const json_t *row = r->object;
 	unsigned char *der = NULL;
 	size_t der_len = 0, leaf_len, issuing_len;
 	char *leaf = NULL, *issuing = NULL, *chain = NULL;
-	const char *order_status = NULL;
-	int found;
+	const char *status = acme_json_str(row, "cert_status");
 
-	found = store_acme_cert_of_order(r->door->db, public_id, &row);
-	if (found < 0) {
-		acme_db_failure(r, "certificate read");
-		goto out;
-	}
-	order_status = acme_json_str(row, "order_status");
-	if (found == 0 || acme_json_id(row, "account_id") != r->account_id ||
-	    order_status == NULL || strcmp(order_status, "valid") != 0 ||
+	/* issued (then perhaps revoked or expired): the order is valid */
+	if (row == NULL || acme_json_id(row, "account_id") != r->account_id || status == NULL ||
+	    (strcmp(status, "issued") != 0 && strcmp(status, "revoked") != 0 &&
+		strcmp(status, "expired") != 0) ||
 	    acme_json_str(row, "cert_der") == NULL) {
 		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such certificate");
 		goto out;
@@ -1280,7 +1246,7 @@ acme_cert(struct acme_request *r, const char *public_id)
 	leaf = der != NULL ? ca_der_to_pem(der, der_len) : NULL;
 	issuing = acme_issuing_pem(r->door->ca);
 	if (leaf == NULL || issuing == NULL) {
-		log_warnx("acme_cert(%s): PEM conversion failed", public_id);
+		log_warnx("acme_cert: PEM conversion failed");
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
 		goto out;
 	}
@@ -1304,5 +1270,4 @@ out:
 	free(leaf);
 	free(issuing);
 	free(chain);
-	json_decref(row);
 }

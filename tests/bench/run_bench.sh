@@ -18,6 +18,13 @@
 # one core does with bare ECDSA P-256 signatures; "ratio" = issued/s divided
 # by signs/s (the RA's whole path per certificate, relative to one signature
 # on one core). The driver shares the machine with enrolld and PostgreSQL.
+#
+# CPU per issuance (ms, medians): "enrolld" is the daemon process (loop and
+# worker threads), "signer" its key-holding children, "postgres" the
+# postmaster and every backend under it, "driver" bench_enroll during the
+# load. Unlike issued/s these barely move when something else loads the
+# machine, so they are the figures to compare between two builds; their sum
+# against the 2 cores says how far the machine can go.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${ENROLLD_BUILD_DIR:-$PWD/build}
@@ -49,6 +56,39 @@ ap.add_argument("--log-level", default="info")
 args = ap.parse_args()
 
 bench = os.environ["ENROLLD_BENCH_BIN"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+def tree_cpu(root):
+    """CPU seconds used so far by root and its descendants, by role."""
+    parent, comm, used = {}, {}, {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                st = f.read()
+        except OSError:
+            continue
+        pid = int(name)
+        rest = st[st.rindex(")") + 2:].split()
+        comm[pid] = st[st.index("(") + 1:st.rindex(")")]
+        parent[pid] = int(rest[1])
+        used[pid] = (int(rest[11]) + int(rest[12])) / TICK
+    roles = {"enrolld": 0.0, "signer": 0.0, "postgres": 0.0}
+    for pid in used:
+        p = pid
+        while p in parent and p != root and p > 1:
+            p = parent[p]
+        if p != root:
+            continue
+        if pid == root:
+            roles["enrolld"] += used[pid]
+        elif comm[pid].startswith("postgres"):
+            roles["postgres"] += used[pid]
+        else:
+            roles["signer"] += used[pid]
+    return roles
+
 d = et.Enrolld(embedded=not args.external, workers=args.workers,
                log_level=args.log_level, daemon_options={"queue_max": "4096"})
 tenant = et.setup_tenant(d, domain="example.test")
@@ -57,6 +97,7 @@ base = [bench, "--url", d.url, "--token", d.token, "--cacert", d.root_pem,
         "--domain", "example.test", "--quiet"]
 
 def run(conc, seconds):
+    before = tree_cpu(d.proc.pid)
     p = subprocess.run(base + ["--concurrency", str(conc), "--duration", str(seconds)],
                        capture_output=True, text=True)
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
@@ -64,14 +105,23 @@ def run(conc, seconds):
         sys.exit("bench_enroll failed:\n" + p.stdout + p.stderr + d.log_tail())
     if p.stderr.strip():
         sys.stderr.write(p.stderr)
-    return {k: float(v) for k, v in (kv.split("=") for kv in line[0].split()[1:])}
+    r = {k: float(v) for k, v in (kv.split("=") for kv in line[0].split()[1:])}
+    after = tree_cpu(d.proc.pid)
+    n = max(r["issued"], 1)
+    # the driver's sign loops run before and after the load: the server's
+    # counters then see an idle second on each side, which costs ~nothing
+    for role in before:
+        r[role + "_ms"] = (after[role] - before[role]) * 1000.0 / n
+    r["driver_ms"] = r.get("cpu_ms", 0.0)
+    return r
 
 print("enrolld %s, %s PostgreSQL, %d workers, %d x %.0f s per concurrency, %d cores"
       % (et.enrolld_bin(), "external" if args.external else "embedded",
          args.workers, args.runs, args.duration, os.cpu_count()))
 if args.warmup > 0:
     run(max(int(c) for c in args.concurrency.split()), args.warmup)
-fields = ["rate", "p50_ms", "p90_ms", "p99_ms", "errors", "signs_per_s", "ratio"]
+fields = ["rate", "p50_ms", "p90_ms", "p99_ms", "errors", "signs_per_s", "ratio",
+          "enrolld_ms", "signer_ms", "postgres_ms", "driver_ms"]
 rows = []
 for conc in [int(c) for c in args.concurrency.split()]:
     results = []
@@ -79,7 +129,9 @@ for conc in [int(c) for c in args.concurrency.split()]:
         r = run(conc, args.duration)
         results.append(r)
         print("  c=%-3d run %d: %7.1f issued/s  p50 %6.1f  p90 %6.1f  p99 %6.1f ms  errors %d"
-              % (conc, i + 1, r["rate"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"]),
+              "  cpu ms/issue: enrolld %.3f signer %.3f postgres %.3f driver %.3f"
+              % (conc, i + 1, r["rate"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"],
+                 r["enrolld_ms"], r["signer_ms"], r["postgres_ms"], r["driver_ms"]),
               flush=True)
     rows.append((conc, {f: statistics.median(r[f] for r in results) for f in fields}))
 
@@ -91,6 +143,14 @@ for conc, m in rows:
     print("%-11d %10.1f %9.1f %9.1f %9.1f %7d %10.0f %8.4f" % (
         conc, m["rate"], m["p50_ms"], m["p90_ms"], m["p99_ms"], m["errors"],
         m["signs_per_s"], m["ratio"]))
+print()
+print("CPU ms per issuance (medians)")
+print("%-11s %9s %9s %9s %9s %9s" % ("concurrency", "enrolld", "signer", "postgres", "driver",
+                                     "total"))
+for conc, m in rows:
+    total = m["enrolld_ms"] + m["signer_ms"] + m["postgres_ms"] + m["driver_ms"]
+    print("%-11d %9.3f %9.3f %9.3f %9.3f %9.3f" % (conc, m["enrolld_ms"], m["signer_ms"],
+                                                 m["postgres_ms"], m["driver_ms"], total))
 issued = d.count("certificates", "status = 'issued'")
 print("certificates issued in the database: %d" % issued)
 d.stop()

@@ -16,7 +16,11 @@ PostgreSQL, with the standard library only:
   setup_tenant  org + department + domain + delegation + profile via the API.
   EnrolldTestCase  unittest base class owning one Enrolld per class; prints
               the daemon's log tail when a test fails.
-  main()      unittest.main(): the process exits non-zero when a test fails.
+  main()      unittest.main(): the process exits non-zero when a test fails,
+              or when a daemon did not end cleanly: exit status 0 on
+              SIGTERM and no sanitizer report in its log, which is how a leak
+              or a UBSan error fails the sanitizer build's run (the test or
+              class that owned the daemon fails in its clean-up).
 
 Processes we start are also registered with a small watchdog process that
 kills them (and removes temp dirs) if this test process dies without running
@@ -229,6 +233,15 @@ if dirs and os.environ.get("ENROLLD_TEST_KEEP") != "1":
 
 _cleanup_dirs = []
 _live_daemons = []
+# Daemons whose close() found an unclean end (see Enrolld.close) that no test
+# has reported yet; main() fails the process for them.
+_unreported_exit_problems = []
+
+# What a sanitizer prints when it finds something (ASan, LSan, UBSan). The
+# daemon's children (signer processes) inherit its stderr, so their reports
+# land in the same log even though the daemon never sees their exit status.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "SUMMARY: UndefinedBehaviorSanitizer", ": runtime error: ")
 
 
 def _cleanup_at_exit():
@@ -636,14 +649,26 @@ class Enrolld:
 
     def close(self):
         """Stops the daemon however it can and forgets it (the state dir goes
-        at exit). Does not assert anything."""
+        at exit). Returns None after a clean end, else what was wrong: the
+        SIGTERM this sends did not end the daemon with status 0 (under the
+        sanitizer build that is how a leak or an error shows), or its log
+        holds a sanitizer report (from the daemon or a child). A problem is
+        also kept for main(), which fails the test process unless a test
+        already reported it (EnrolldTestCase.close_daemon)."""
         if self in _live_daemons:
             _live_daemons.remove(self)
+        problem = None
         if self.running():
             try:
-                self.stop(timeout=30)
+                self.stop(timeout=60)
             except EnrolldError as e:
-                log(str(e).splitlines()[0])
+                problem = str(e)
+        if problem is None:
+            problem = self.sanitizer_report()
+        if problem is not None:
+            log("enrolld on port %d did not end cleanly: %s"
+                % (self.port, problem.splitlines()[0]))
+            _unreported_exit_problems.append(problem)
         if self.embedded:
             self._kill_embedded_postmaster()
         elif self.pg is not None and self.dbname and self.pg.running() and not KEEP:
@@ -651,6 +676,16 @@ class Enrolld:
                 self.pg.drop_database(self.dbname)
             except PgError:
                 pass
+        return problem
+
+    def sanitizer_report(self):
+        """The daemon's log from the first sanitizer report on, or None."""
+        text = self.logs()
+        hits = [text.find(m) for m in SANITIZER_MARKERS if m in text]
+        if not hits:
+            return None
+        start = text.rfind("\n", 0, min(hits)) + 1
+        return "sanitizer report in the daemon's log:\n" + text[start:start + 6000]
 
     def _kill_embedded_postmaster(self):
         """After a crash the embedded postmaster may survive its daemon."""
@@ -958,15 +993,28 @@ class EnrolldTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.d is not None:
-            cls.d.close()
-            cls.d = None
-        super().tearDownClass()
+        d, cls.d = cls.d, None
+        try:
+            if d is not None:
+                cls.close_daemon(d)
+        finally:
+            super().tearDownClass()
+
+    @staticmethod
+    def close_daemon(d):
+        """d.close(), failing (AssertionError) when the daemon did not end
+        cleanly: a leak or sanitizer error at exit fails the test class or
+        test that owned the daemon."""
+        problem = d.close()
+        if problem is not None:
+            _unreported_exit_problems.remove(problem)
+            raise AssertionError("enrolld did not end cleanly: " + problem)
 
     def start_enrolld(self, **kw):
-        """A daemon for this test only (self.d), closed when the test ends."""
+        """A daemon for this test only (self.d), closed when the test ends
+        (the test fails if it does not end cleanly)."""
         self.d = Enrolld(**kw)
-        self.addCleanup(self.d.close)
+        self.addCleanup(self.close_daemon, self.d)
         return self.d
 
     def run(self, result=None):
@@ -987,5 +1035,13 @@ class EnrolldTestCase(unittest.TestCase):
 
 
 def main():
-    """unittest.main with verbose output; exits non-zero when a test failed."""
-    unittest.main(verbosity=2)
+    """unittest.main with verbose output; exits non-zero when a test failed
+    or a daemon the tests left running (or closed themselves) did not end
+    cleanly."""
+    prog = unittest.main(verbosity=2, exit=False)
+    for d in list(_live_daemons):
+        d.close()
+    for problem in _unreported_exit_problems:
+        sys.stderr.write("\n=== enrolld did not end cleanly ===\n%s\n" % problem)
+    ok = prog.result.wasSuccessful() and not _unreported_exit_problems
+    sys.exit(0 if ok else 1)
