@@ -89,6 +89,9 @@ struct http_server {
 	int n_listeners;
 	struct workers *workers;
 	bool stopping;
+	/* replies handed to evhttp but not yet completely written (loop
+	 * thread only): shutdown waits for them, or they would be cut off */
+	size_t sending;
 };
 
 /* A request in flight: the job plus everything it points into. */
@@ -319,6 +322,24 @@ http_pending_free(struct http_pending *p)
 	free(p);
 }
 
+/* evhttp has written a reply completely. (A connection that fails while
+ * writing never calls this; shutdown's bounded wait covers that case.) */
+static void
+http_reply_sent(struct evhttp_request *req, void *arg)
+{
+	struct http_server *s = arg;
+
+	(void)req;
+	if (s->sending > 0)
+		s->sending--;
+}
+
+size_t
+http_server_sending(const struct http_server *s)
+{
+	return s->sending;
+}
+
 /*
  * Sends p->job.resp on p->ev_req, logs the request line, and frees p.
  * `close` adds Connection: close (shutting down).
@@ -364,6 +385,10 @@ http_reply(struct http_pending *p)
 		}
 	}
 	/* With the client gone this only frees the request. */
+	if (!gone) {
+		p->server->sending++;
+		evhttp_request_set_on_complete_cb(req, http_reply_sent, p->server);
+	}
 	evhttp_send_reply(req, resp->status, NULL, body);
 	if (body != NULL)
 		evbuffer_free(body);

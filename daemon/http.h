@@ -49,6 +49,8 @@ int http_server_reload(struct http_server *s, const struct enrolld_config *newcf
 /* Stops accepting connections; requests still arriving on open connections
  * get 503 with Connection: close. */
 void http_server_stop_accepting(struct http_server *s);
+/* Replies not yet completely written to their clients. */
+size_t http_server_sending(const struct http_server *s);
 
 /* Frees the listeners (closing open connections) and TLS contexts. */
 void http_server_free(struct http_server *s);

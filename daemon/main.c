@@ -191,7 +191,8 @@ main_drain_check(evutil_socket_t fd, short what, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	waited = (double)(now.tv_sec - st->drain_started.tv_sec) +
 	    (double)(now.tv_nsec - st->drain_started.tv_nsec) / 1e9;
-	if (st->workers == NULL || workers_in_flight(st->workers) == 0) {
+	if ((st->workers == NULL || workers_in_flight(st->workers) == 0) &&
+	    (st->http == NULL || http_server_sending(st->http) == 0)) {
 		event_base_loopexit(st->base, NULL);
 		return;
 	}
