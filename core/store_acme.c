@@ -1,13 +1,14 @@
 /*
  * store_acme.c: the SQL of the ACME door (store_acme.h).
  *
- * Every ACME request costs few round trips, so every statement here is
- * prepared once per connection and run by name (planning the larger ones
- * costs more than running them), and each function is ONE statement: the
- * nonce is consumed and the account loaded together; an order, its
- * authorizations and their challenges are inserted together through
- * data-modifying CTEs fed by one JSON parameter; an order read also settles
- * an order whose held certificate an administrator has decided since.
+ * Every ACME request costs few round trips, so every hot statement here is
+ * prepared once per connection and run by name (db_exec_prepared(): planning
+ * the larger ones costs more than running them), and each function is ONE
+ * statement: the nonce is consumed, the account and the object of the
+ * request loaded together; an order, its authorizations and their
+ * challenges are inserted together through data-modifying CTEs fed by one
+ * JSON parameter; an order read also settles the order with its
+ * certificate row (a held request an administrator has decided since).
  *
  * PostgreSQL builds each object as JSON (json_build_object) and jansson
  * parses it once; the door shapes it into RFC 8555 JSON with its URLs.
@@ -42,6 +43,7 @@ enum store_acme_stmt {
 	SA_AUTH_AUTHZ,
 	SA_AUTH_CHALL,
 	SA_AUTH_CERT,
+	SA_AUTH_FACTS,
 	SA_ENDPOINT,
 	SA_EAB_LOOKUP,
 	SA_ACCOUNT_CREATE,
@@ -72,6 +74,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_auth_authz",
 	"enrolld_acme_auth_chall",
 	"enrolld_acme_auth_cert",
+	"enrolld_acme_auth_facts",
 	"enrolld_acme_endpoint",
 	"enrolld_acme_eab_lookup",
 	"enrolld_acme_account_create",
@@ -92,134 +95,40 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_accounts_list",
 };
 
-/* Which statements this thread prepared on which connection (a worker owns
- * one struct db; a few slots serve tests juggling connections). */
-#define STORE_ACME_SLOTS 4
-struct store_acme_prepared {
-	const struct db *db;
-	const PGconn *conn;
-	uint64_t mask; /* bit (1 << enum store_acme_stmt): prepared */
-};
-static _Thread_local struct store_acme_prepared store_acme_slots[STORE_ACME_SLOTS];
-static _Thread_local unsigned store_acme_next_slot;
-
-static struct store_acme_prepared *
-store_acme_slot(const struct db *db)
+/* Statements run too rarely to keep prepared on every connection (the
+ * connection's table of prepared statements is shared with the other
+ * stores): run with db_exec(). */
+static bool
+store_acme_cold(enum store_acme_stmt stmt)
 {
-	struct store_acme_prepared *slot = NULL;
-	size_t i;
-
-	for (i = 0; i < STORE_ACME_SLOTS; i++) {
-		if (store_acme_slots[i].db == db) {
-			slot = &store_acme_slots[i];
-			break;
-		}
+	switch (stmt) {
+	case SA_NONCE_KEY_LOAD:
+	case SA_NONCE_KEY_ROTATE:
+	case SA_NONCE_PRUNE:
+	case SA_ACCOUNT_KEY_CHANGE:
+	case SA_ACCOUNT_BY_KEY:
+	case SA_EAB_CREATE:
+	case SA_EAB_LIST:
+	case SA_EAB_GET:
+	case SA_EAB_REVOKE:
+	case SA_ACCOUNTS_LIST:
+		return true;
+	default:
+		return false;
 	}
-	if (slot == NULL) {
-		slot = &store_acme_slots[store_acme_next_slot++ % STORE_ACME_SLOTS];
-		slot->db = db;
-		slot->conn = NULL;
-	}
-	if (slot->conn != db->conn) {
-		/* a new connection has nothing prepared */
-		slot->conn = db->conn;
-		slot->mask = 0;
-	}
-	return slot;
 }
 
-static const char *
-store_acme_sqlstate(const PGresult *res)
-{
-	const char *s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-	return s != NULL ? s : "";
-}
-
-/* Records a failure as db.c does: SQLSTATE, broken connection, one log line
- * with the primary message only (a DETAIL line may quote key values such as
- * an EAB kid or a nonce). */
-static void
-store_acme_fail(struct db *db, const char *call, const char *what, PGresult *res)
-{
-	const char *sqlstate = store_acme_sqlstate(res);
-	const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char msg[512];
-	size_t n;
-
-	if (primary == NULL)
-		primary = db->conn != NULL ? PQerrorMessage(db->conn) : "not connected";
-	snprintf(msg, sizeof(msg), "%s", primary);
-	n = strlen(msg);
-	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-		msg[--n] = '\0';
-	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK ||
-	    strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
-	    strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0) {
-		db->broken = true;
-		if (sqlstate[0] == '\0')
-			sqlstate = "08006";
-	}
-	snprintf(db->last_sqlstate, sizeof(db->last_sqlstate), "%s", sqlstate);
-	if (strncmp(sqlstate, "23", 2) == 0)
-		log_info("%s(%s): %s [%s]", call, what, msg, sqlstate);
-	else
-		log_warnx("%s(%s): %s [%s]%s", call, what, msg, sqlstate,
-		    db->broken ? " (connection lost)" : "");
-}
-
-/* Runs statement `stmt` (text `sql`, always the same for one stmt), preparing
- * it first on this connection. Like db_exec(): the result on success (the
- * caller PQclear()s), NULL after recording the failure. */
+/* Runs statement `stmt` (text `sql`, always the same for one stmt): hot
+ * ones prepared once per connection (db_exec_prepared()), cold ones plain.
+ * The result (the caller PQclear()s), or NULL after the failure was logged
+ * and recorded (db->last_sqlstate, broken connection). */
 static PGresult *
 store_acme_exec(struct db *db, enum store_acme_stmt stmt, const char *sql, int nparams,
     const char *const *params)
 {
-	const char *name = store_acme_stmt_names[stmt];
-	uint64_t bit = (uint64_t)1 << stmt;
-	struct store_acme_prepared *slot = NULL;
-	PGresult *res = NULL;
-	int attempt;
-
-	if (db->conn == NULL || db->broken) {
-		db->broken = true;
-		snprintf(db->last_sqlstate, sizeof(db->last_sqlstate), "08003");
-		log_warnx("PQexecPrepared(%s): not connected", name);
-		return NULL;
-	}
-	slot = store_acme_slot(db);
-	for (attempt = 0; attempt < 2; attempt++) {
-		if ((slot->mask & bit) == 0) {
-			res = PQprepare(db->conn, name, sql, nparams, NULL);
-			/* 42P05: already there (our memory of it was lost) */
-			if (PQresultStatus(res) != PGRES_COMMAND_OK &&
-			    strcmp(store_acme_sqlstate(res), "42P05") != 0) {
-				store_acme_fail(db, "PQprepare", name, res);
-				PQclear(res);
-				return NULL;
-			}
-			PQclear(res);
-			slot->mask |= bit;
-		}
-		res = PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_COMMAND_OK ||
-		    PQresultStatus(res) == PGRES_TUPLES_OK) {
-			db->last_sqlstate[0] = '\0';
-			return res;
-		}
-		/* 26000: not prepared on this connection after all; retry once
-		 * when no transaction was spoiled by the failure */
-		if (attempt == 0 && strcmp(store_acme_sqlstate(res), "26000") == 0 &&
-		    PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
-			PQclear(res);
-			slot->mask &= ~bit;
-			continue;
-		}
-		store_acme_fail(db, "PQexecPrepared", name, res);
-		PQclear(res);
-		return NULL;
-	}
-	return NULL;
+	if (store_acme_cold(stmt))
+		return db_exec(db, store_acme_stmt_names[stmt], sql, nparams, params);
+	return db_exec_prepared(db, store_acme_stmt_names[stmt], sql, nparams, params);
 }
 
 /* One row, first column parsed as JSON: 1 with *out, 0 no row or NULL, -1. */
@@ -352,6 +261,29 @@ store_acme_hexval(char c)
 
 /* The sentinel row name of a nonce key held in column expression v. */
 #define SA_SENTINEL(v) "'~' || left(encode(sha256(" v "), 'hex'), 16)"
+
+/* The policy facts of a newOrder for organization org, department dept
+ * (SQL expressions) and the profile joined as p, restricted to the domains
+ * named in the text[] parameter cand (store_acme_order_facts()). */
+#define SA_FACTS_JSON(org, dept, cand)                                                             \
+	"json_build_object('org', json_build_object('active', o.active,"                           \
+	" 'validated', o.validation_status = 'validated'),"                                        \
+	" 'dept', (SELECT json_build_object('active', d.active) FROM departments d"               \
+	" WHERE d.id = " dept " AND d.org_id = " org "),"                                          \
+	" 'profile', json_build_object('active', p.active, 'cert_type', p.cert_type,"             \
+	" 'allow_wildcards', p.allow_wildcards, 'require_dcv', p.require_dcv,"                    \
+	" 'require_org_validated', p.require_org_validated,"                                       \
+	" 'allowed', p.allowed_org_ids IS NULL OR " org " = ANY (p.allowed_org_ids)),"            \
+	" 'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name,"                \
+	" 'active', dm.active, 'dcv', dm.dcv_status = 'validated'"                                 \
+	" AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now()),"                           \
+	" 'cert_types', x.cert_types)), '[]'::json)"                                               \
+	" FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types"                          \
+	" FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id"                             \
+	" CROSS JOIN unnest(dl.cert_types) AS t"                                                   \
+	" WHERE cd.name = ANY (" cand "::text[]) AND dl.state = 'approved'"                        \
+	" AND dl.org_id = " org " AND (dl.dept_id IS NULL OR dl.dept_id = " dept ")"               \
+	" GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id))"
 
 /* ---------- nonces ---------- */
 
@@ -551,6 +483,11 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'cert_der', encode(c.cert_der, 'hex'))"
 	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
 	    " WHERE o.public_id = $7)::text",
+	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT
+	    ", (SELECT " SA_FACTS_JSON("f.org_id", "f.dept_id", "$8")
+	    " FROM acme_accounts f JOIN organizations o ON o.id = f.org_id"
+	    " JOIN profiles p ON p.id = $7::bigint"
+	    " WHERE f.id = $5::bigint AND f.endpoint_id = $4::bigint)::text",
 };
 
 static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
@@ -559,6 +496,7 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_AUTHZ,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_CHALL,
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
+	[STORE_ACME_OBJ_FACTS] = SA_AUTH_FACTS,
 };
 
 /* Parses column col of row 0 as JSON into *out (NULL stays NULL). 0 or -1. */
@@ -581,7 +519,7 @@ store_acme_column_json(PGresult *res, int col, const char *what, json_t **out)
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
-	char expires[24], endpoint[24], account[24];
+	char expires[24], endpoint[24], account[24], profile[24];
 	const char *params[8];
 	enum store_acme_object obj = in->object;
 	PGresult *res = NULL;
@@ -606,7 +544,10 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	params[3] = store_acme_id(endpoint, in->endpoint_id);
 	params[4] = store_acme_id(account, in->account_id);
 	params[5] = in->thumbprint;
-	if (obj != STORE_ACME_OBJ_NONE) {
+	if (obj == STORE_ACME_OBJ_FACTS) {
+		params[nparams++] = store_acme_id(profile, in->profile_id);
+		params[nparams++] = in->candidates != NULL ? in->candidates : "{}";
+	} else if (obj != STORE_ACME_OBJ_NONE) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
 		if (obj == STORE_ACME_OBJ_ORDER)
 			params[nparams++] = in->declined_error != NULL ? in->declined_error : "{}";
@@ -796,25 +737,8 @@ store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t p
     const char *candidates, json_t **out)
 {
 	static const char sql[] =
-	    "SELECT CASE WHEN o.id IS NULL OR p.id IS NULL THEN NULL ELSE json_build_object("
-	    "'org', json_build_object('active', o.active,"
-	    " 'validated', o.validation_status = 'validated'),"
-	    " 'dept', (SELECT json_build_object('active', d.active) FROM departments d"
-	    " WHERE d.id = $2::bigint AND d.org_id = $1::bigint),"
-	    " 'profile', json_build_object('active', p.active, 'cert_type', p.cert_type,"
-	    " 'allow_wildcards', p.allow_wildcards, 'require_dcv', p.require_dcv,"
-	    " 'require_org_validated', p.require_org_validated,"
-	    " 'allowed', p.allowed_org_ids IS NULL OR $1::bigint = ANY (p.allowed_org_ids)),"
-	    " 'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name,"
-	    " 'active', dm.active, 'dcv', dm.dcv_status = 'validated'"
-	    " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now()),"
-	    " 'cert_types', x.cert_types)), '[]'::json)"
-	    " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types"
-	    " FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id"
-	    " CROSS JOIN unnest(dl.cert_types) AS t"
-	    " WHERE cd.name = ANY ($4::text[]) AND dl.state = 'approved'"
-	    " AND dl.org_id = $1::bigint AND (dl.dept_id IS NULL OR dl.dept_id = $2::bigint)"
-	    " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id)) END::text"
+	    "SELECT CASE WHEN o.id IS NULL OR p.id IS NULL THEN NULL ELSE "
+	    SA_FACTS_JSON("$1::bigint", "$2::bigint", "$4") " END::text"
 	    " FROM (SELECT 1) one LEFT JOIN organizations o ON o.id = $1::bigint"
 	    " LEFT JOIN profiles p ON p.id = $3::bigint";
 	char org[24], dept[24], profile[24];

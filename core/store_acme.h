@@ -77,6 +77,10 @@ enum store_acme_object {
 	STORE_ACME_OBJ_CHALL,	/* challenge */
 	STORE_ACME_OBJ_CERT,	/* {"account_id","cert_status","cert_der" (hex)} of
 				   the certificate of the order with that public id */
+	STORE_ACME_OBJ_FACTS,	/* the policy facts of a newOrder by the account (as
+				   store_acme_order_facts() for its org/department;
+				   NULL when it has no organization or the profile
+				   does not exist) */
 	STORE_ACME_OBJ__MAX,
 };
 
@@ -93,6 +97,9 @@ struct store_acme_auth_in {
 	/* ORDER: the error a held order gets when its certificate request was
 	 * declined (JSON object text; SQL appends "detail") */
 	const char *declined_error;
+	/* FACTS: the profile and the candidate domains (text[] literal) */
+	int64_t profile_id;
+	const char *candidates;
 };
 
 struct store_acme_auth_out {

@@ -13,9 +13,10 @@
  *
  * A handler gets a struct acme_request whose JWS is parsed, its nonce
  * consumed and its signature verified (and, for kid requests, whose account
- * is loaded, valid and owns the key); it answers through acme_reply() or
- * acme_problem(). acme_handle() adds Replay-Nonce and Link rel="index" to
- * every response afterwards.
+ * is loaded, valid and owns the key, and whose URL's object is in
+ * r->object, loaded in the same statement); it answers through
+ * acme_reply() or acme_problem(). acme_handle() adds Replay-Nonce and
+ * Link rel="index" to every response afterwards.
  */
 #ifndef ENROLLD_ACME_DOOR_H
 #define ENROLLD_ACME_DOOR_H
@@ -26,12 +27,9 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/x509.h>
 
 #include "../request.h"
 #include "acme_jws.h"
-#include "csr.h"
-#include "names.h"
 
 /* RFC 8555 §6.7 problem types beyond those of acme_jws.h. */
 #define ACME_PROBLEM_ACCOUNT_DOES_NOT_EXIST "urn:ietf:params:acme:error:accountDoesNotExist"
@@ -105,6 +103,8 @@ struct acme_request {
 	 * with the account (store_acme.h shapes), or NULL when absent; the
 	 * handler checks that it is the signer's */
 	json_t *object;
+	/* newOrder: the profile whose policy facts r->object holds, or 0 */
+	int64_t facts_profile_id;
 };
 
 /* The endpoint's profile by id / by name, or NULL. */
@@ -144,28 +144,18 @@ int64_t acme_json_id(const json_t *obj, const char *key);
 /* The string `key` of a JSON object, or NULL. */
 const char *acme_json_str(const json_t *obj, const char *key);
 
-/* acme_csr.c: a CSR's names and key, read as core/csr.c reads them but
- * without verifying or judging (ra_enroll() does that). */
-struct acme_csr {
-	X509_REQ *req;			/* owned */
-	EVP_PKEY *pkey;			/* borrowed from req; NULL when unreadable */
-	struct req_name names[CSR_MAX_NAMES]; /* canonical, de-duplicated */
-	size_t n_names;
-	char error[96];			/* "" or the first name that cannot be
-					   certified, in words */
-};
-/* 0 with *c filled (check c->error and c->pkey), or -1 when it is not a DER
- * PKCS#10 request at all. Free with acme_csr_free() either way. */
-int acme_csr_read(const unsigned char *der, size_t len, struct acme_csr *c)
-    __attribute__((warn_unused_result));
-void acme_csr_free(struct acme_csr *c);
-
 /* acme_account.c */
 void acme_new_account(struct acme_request *r);
 void acme_account(struct acme_request *r, const char *id);
 void acme_key_change(struct acme_request *r);
 
 /* acme_order.c; the object handlers find theirs in r->object */
+/* From a newOrder's (not yet verified) payload: the profile and the
+ * candidate domains (newly allocated text[] literal) whose policy facts the
+ * authenticating statement can load with the account. False when the
+ * payload does not say (acme_new_order() then answers what is wrong). */
+bool acme_new_order_facts_params(const struct acme_request *r, int64_t *profile_id,
+    char **candidates);
 void acme_new_order(struct acme_request *r);
 void acme_orders(struct acme_request *r, const char *account_id);
 void acme_order(struct acme_request *r);

@@ -280,7 +280,7 @@ acme_subproblem(json_t *subs, const char *problem, const char *type, const char 
 /*
  * Reads and canonicalises "identifiers" into ids (deduplicated). Identifiers
  * that cannot be certified at all go into subs. Returns the count, or -1
- * after answering (malformed).
+ * (after answering malformed when r is not NULL).
  */
 static int
 acme_order_identifiers(struct acme_request *r, const json_t *list, struct acme_ident *ids,
@@ -293,8 +293,10 @@ acme_order_identifiers(struct acme_request *r, const json_t *list, struct acme_i
 
 	if (!json_is_array(list) || json_array_size(list) == 0 ||
 	    json_array_size(list) > ACME_MAX_IDENTIFIERS) {
-		acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
-		    "\"identifiers\" must be an array of 1 to %d identifiers", ACME_MAX_IDENTIFIERS);
+		if (r != NULL)
+			acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
+			    "\"identifiers\" must be an array of 1 to %d identifiers",
+			    ACME_MAX_IDENTIFIERS);
 		return -1;
 	}
 	json_array_foreach(list, i, item)
@@ -305,8 +307,9 @@ acme_order_identifiers(struct acme_request *r, const json_t *list, struct acme_i
 		bool dup = false;
 
 		if (!json_is_object(item) || type == NULL || value == NULL) {
-			acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
-			    "each identifier needs a string \"type\" and \"value\"");
+			if (r != NULL)
+				acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
+				    "each identifier needs a string \"type\" and \"value\"");
 			return -1;
 		}
 		memset(id, 0, sizeof(*id));
@@ -558,6 +561,45 @@ fail:
 	return -1;
 }
 
+/* The profile a newOrder payload asks for (by name, else the endpoint's
+ * default), or NULL. */
+static const struct acme_profile *
+acme_order_profile(const struct acme_request *r, const json_t *payload)
+{
+	const json_t *name = json_object_get(payload, "profile");
+
+	if (name != NULL)
+		return json_is_string(name) ? acme_profile_by_name(&r->ep, json_string_value(name))
+					    : NULL;
+	return acme_profile_by_id(&r->ep, r->ep.default_profile_id);
+}
+
+bool
+acme_new_order_facts_params(const struct acme_request *r, int64_t *profile_id,
+    char **candidates)
+{
+	const json_t *payload = r->jws.payload_json;
+	const struct acme_profile *profile = NULL;
+	struct acme_ident *ids = NULL;
+	json_t *subs = NULL;
+	int n;
+
+	*candidates = NULL;
+	if (!json_is_object(payload) || (profile = acme_order_profile(r, payload)) == NULL)
+		return false;
+	ids = calloc(ACME_MAX_IDENTIFIERS, sizeof(*ids));
+	subs = json_array();
+	if (ids != NULL && subs != NULL) {
+		n = acme_order_identifiers(NULL, json_object_get(payload, "identifiers"), ids, subs);
+		if (n >= 0)
+			*candidates = acme_candidates(ids, n);
+	}
+	free(ids);
+	json_decref(subs);
+	*profile_id = profile->id;
+	return *candidates != NULL;
+}
+
 void
 acme_new_order(struct acme_request *r)
 {
@@ -603,7 +645,7 @@ acme_new_order(struct acme_request *r)
 	if (json_object_get(payload, "profile") != NULL) {
 		const char *name = json_string_value(json_object_get(payload, "profile"));
 
-		profile = name != NULL ? acme_profile_by_name(&r->ep, name) : NULL;
+		profile = acme_order_profile(r, payload);
 		if (profile == NULL || !profile->active) {
 			acme_problem(r, 400, ACME_PROBLEM_INVALID_PROFILE,
 			    "profile \"%.100s\" is not offered by this ACME endpoint",
@@ -630,12 +672,19 @@ acme_new_order(struct acme_request *r)
 	if (n < 0)
 		goto out;
 
-	/* The policy facts, for the names asked only. */
-	candidates = acme_candidates(ids, n);
-	if (candidates == NULL)
-		goto oom;
-	r_facts = store_acme_order_facts(r->door->db, org_id, dept_id, profile->id, candidates,
-	    &facts_json);
+	/* The policy facts, for the names asked only: usually loaded with the
+	 * account (acme_new_order_facts_params()), else here. */
+	if (r->object != NULL && r->facts_profile_id == profile->id) {
+		facts_json = r->object;
+		r->object = NULL;
+		r_facts = 1;
+	} else {
+		candidates = acme_candidates(ids, n);
+		if (candidates == NULL)
+			goto oom;
+		r_facts = store_acme_order_facts(r->door->db, org_id, dept_id, profile->id,
+		    candidates, &facts_json);
+	}
 	if (r_facts < 0) {
 		acme_db_failure(r, "order facts");
 		goto out;
@@ -868,23 +917,33 @@ acme_reason_is_name(const char *reason)
 }
 
 /*
- * The CSR against the order: every name a dns/ip identifier of the order and
- * every identifier named, key not the account key. 0, or -1 after answering
- * badCSR. (Signature and key strength are the policy core's, in ra_enroll().)
+ * The CSR against the order: signature and key readable, every name a
+ * dns/ip identifier of the order and every identifier named (csr_parse()
+ * collects every CN and SAN, canonical, as ra_enroll() will), key not the
+ * account key. 0, or -1 after answering badCSR.
  */
 static int
-acme_csr_matches(struct acme_request *r, const struct acme_csr *csr, const json_t *order)
+acme_csr_matches(struct acme_request *r, const struct csr_info *csr, const json_t *order)
 {
 	const json_t *ids = json_object_get(order, "identifiers");
 	const json_t *id = NULL;
 	size_t i, k, n_ids = json_array_size(ids);
 
-	if (csr->pkey == NULL) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR's public key cannot be read");
+	if (!csr->signature_ok) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR signature does not verify");
 		return -1;
 	}
-	if (csr->error[0] != '\0') {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR names %s", csr->error);
+	if (csr->key_type == 0) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR's key was refused: %s",
+		    csr->key_reject != NULL ? csr->key_reject : "unsupported key");
+		return -1;
+	}
+	if (csr->name_error != NULL) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "the CSR names %s, which is %s",
+		    csr->name_error_value[0] != '\0' ? csr->name_error_value : "something",
+		    strcmp(csr->name_error, POLICY_NAME_TYPE_NOT_ALLOWED) == 0
+			? "of a type that cannot be certified"
+			: "not a valid name");
 		return -1;
 	}
 	for (i = 0; i < csr->n_names; i++) {
@@ -950,10 +1009,10 @@ acme_finalize(struct acme_request *r)
 	const char *status = NULL;
 	struct enroll_request er;
 	struct enroll_result res;
-	struct acme_csr csr;
+	struct csr_info csr;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
-	char requester[40], key[48], comment[ACME_URL_MAX];
+	char err[200] = "", requester[40], key[48], comment[ACME_URL_MAX];
 	json_t *order = NULL, *error = NULL;
 	const char *public_id = NULL;
 	char *error_text = NULL;
@@ -990,8 +1049,8 @@ acme_finalize(struct acme_request *r)
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not base64url");
 		goto out;
 	}
-	if (acme_csr_read(der, der_len, &csr) != 0) {
-		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not a DER PKCS#10 request");
+	if (csr_parse(der, der_len, &csr, err, sizeof(err)) != 0) {
+		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "not a PKCS#10 request: %s", err);
 		goto out;
 	}
 	if (acme_csr_matches(r, &csr, order) != 0)
@@ -1088,7 +1147,7 @@ out:
 	free(error_text);
 	json_decref(error);
 	enroll_result_free(&res);
-	acme_csr_free(&csr);
+	csr_info_free(&csr);
 }
 
 /* ---------- authorizations and challenges ---------- */

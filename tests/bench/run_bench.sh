@@ -24,7 +24,9 @@
 # postmaster and every backend under it, "driver" bench_enroll during the
 # load. Unlike issued/s these barely move when something else loads the
 # machine, so they are the figures to compare between two builds; their sum
-# against the 2 cores says how far the machine can go.
+# against the 2 cores says how far the machine can go. "others" is the share
+# of all cores that other processes used during the run: issued/s is only
+# comparable between runs where it is near 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${ENROLLD_BUILD_DIR:-$PWD/build}
@@ -41,7 +43,7 @@ export ENROLLD_BUILD_DIR=$build ENROLLD_SOURCE_DIR=$PWD
 export PYTHONPATH=$PWD/tests/integration${PYTHONPATH:+:$PYTHONPATH}
 
 exec python3 - "$@" <<'PYEOF'
-import argparse, os, statistics, subprocess, sys
+import argparse, os, resource, statistics, subprocess, sys, time
 import enrolld_test as et
 
 ap = argparse.ArgumentParser(prog="run_bench.sh")
@@ -96,8 +98,15 @@ base = [bench, "--url", d.url, "--token", d.token, "--cacert", d.root_pem,
         "--org", str(tenant["org_id"]), "--profile", str(tenant["profile_id"]),
         "--domain", "example.test", "--quiet"]
 
+def machine_busy():
+    """CPU seconds the whole machine has been busy (all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / TICK  # all but idle and iowait
+
 def run(conc, seconds):
     before = tree_cpu(d.proc.pid)
+    busy0, kids0, wall0 = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     p = subprocess.run(base + ["--concurrency", str(conc), "--duration", str(seconds)],
                        capture_output=True, text=True)
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
@@ -107,7 +116,13 @@ def run(conc, seconds):
         sys.stderr.write(p.stderr)
     r = {k: float(v) for k, v in (kv.split("=") for kv in line[0].split()[1:])}
     after = tree_cpu(d.proc.pid)
+    busy1, kids1, wall1 = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     n = max(r["issued"], 1)
+    # what everything else on the machine used meanwhile, in % of all cores:
+    # figures taken while others load the machine are not comparable
+    ours = sum(after[k] - before[k] for k in before) + \
+        (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    r["others_pct"] = max(0.0, busy1 - busy0 - ours) * 100.0 / ((wall1 - wall0) * os.cpu_count())
     # the driver's sign loops run before and after the load: the server's
     # counters then see an idle second on each side, which costs ~nothing
     for role in before:
@@ -121,7 +136,7 @@ print("enrolld %s, %s PostgreSQL, %d workers, %d x %.0f s per concurrency, %d co
 if args.warmup > 0:
     run(max(int(c) for c in args.concurrency.split()), args.warmup)
 fields = ["rate", "p50_ms", "p90_ms", "p99_ms", "errors", "signs_per_s", "ratio",
-          "enrolld_ms", "signer_ms", "postgres_ms", "driver_ms"]
+          "enrolld_ms", "signer_ms", "postgres_ms", "driver_ms", "others_pct"]
 rows = []
 for conc in [int(c) for c in args.concurrency.split()]:
     results = []
@@ -130,8 +145,10 @@ for conc in [int(c) for c in args.concurrency.split()]:
         results.append(r)
         print("  c=%-3d run %d: %7.1f issued/s  p50 %6.1f  p90 %6.1f  p99 %6.1f ms  errors %d"
               "  cpu ms/issue: enrolld %.3f signer %.3f postgres %.3f driver %.3f"
+              "  others %.0f%%"
               % (conc, i + 1, r["rate"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"],
-                 r["enrolld_ms"], r["signer_ms"], r["postgres_ms"], r["driver_ms"]),
+                 r["enrolld_ms"], r["signer_ms"], r["postgres_ms"], r["driver_ms"],
+                 r["others_pct"]),
               flush=True)
     rows.append((conc, {f: statistics.median(r[f] for r in results) for f in fields}))
 
@@ -145,12 +162,13 @@ for conc, m in rows:
         m["signs_per_s"], m["ratio"]))
 print()
 print("CPU ms per issuance (medians)")
-print("%-11s %9s %9s %9s %9s %9s" % ("concurrency", "enrolld", "signer", "postgres", "driver",
-                                     "total"))
+print("%-11s %9s %9s %9s %9s %9s %9s" % ("concurrency", "enrolld", "signer", "postgres",
+                                         "driver", "total", "others"))
 for conc, m in rows:
     total = m["enrolld_ms"] + m["signer_ms"] + m["postgres_ms"] + m["driver_ms"]
-    print("%-11d %9.3f %9.3f %9.3f %9.3f %9.3f" % (conc, m["enrolld_ms"], m["signer_ms"],
-                                                 m["postgres_ms"], m["driver_ms"], total))
+    print("%-11d %9.3f %9.3f %9.3f %9.3f %9.3f %8.0f%%" % (
+        conc, m["enrolld_ms"], m["signer_ms"], m["postgres_ms"], m["driver_ms"], total,
+        m["others_pct"]))
 issued = d.count("certificates", "status = 'issued'")
 print("certificates issued in the database: %d" % issued)
 d.stop()

@@ -927,6 +927,73 @@ class AcmeRefusalTest(AcmeBase):
         self.assertProblem(r, 400, "malformed")
 
 
+class AcmeAdminTest(AcmeBase):
+    """The admin routes of the ACME door: EAB keys and accounts, in scope."""
+
+    def make_admin(self, role, org_id, dept_id=None):
+        body = {"login": "%s-%s" % (role, secrets.token_hex(4)), "email": "a@example.org",
+                "role": role, "cert_types": ["ssl"], "org_id": org_id}
+        if dept_id:
+            body["dept_id"] = dept_id
+        admin = et.expect(self.d.api("POST", "/api/v1/admins", body), 201)
+        tok = et.expect(self.d.api("POST", "/api/v1/admins/%d/tokens" % admin["id"],
+                                   {"description": "acme test"}), 201)
+        return tok["token"]
+
+    def test_eab_keys_and_accounts_in_scope(self):
+        d = self.d
+        ep = int(self.fast["id"])
+        rao = self.make_admin("rao", self.t["org_id"])
+        other = et.setup_tenant(d, domain="adm-%s.test" % secrets.token_hex(3))
+        stranger = self.make_admin("rao", other["org_id"])
+        # the RAO of the organization makes a key for its department
+        r = d.api("POST", "/api/v1/endpoints/%d/eab-keys" % ep, {"dept_id": self.t["dept_id"]},
+                  token=rao)
+        key = et.expect(r, 201)
+        self.assertEqual(key["org_id"], self.t["org_id"])
+        self.assertEqual(key["dept_id"], self.t["dept_id"])
+        self.assertEqual(len(b64u_dec(key["hmac_key"])), 32)
+        audit = d.sql("SELECT count(*) FROM audit_log WHERE action = 'acme.eab_key.create'"
+                      " AND details->>'kid' = '%s'" % key["kid"])[0][0]
+        self.assertEqual(audit, "1")
+        self.assertEqual(d.count("audit_log", "details::text LIKE '%%%s%%'" % key["hmac_key"]), 0)
+        # an account registered with it belongs to the department
+        c = AcmeClient(d, self.fast["name"])
+        self.assertEqual(c.register(eab=(key["kid"], key["hmac_key"])).status, 201)
+        acct = int(c.kid.rsplit("/", 1)[1])
+        self.assertEqual(d.sql("SELECT org_id, dept_id FROM acme_accounts WHERE id = %d" % acct)[0],
+                         (str(self.t["org_id"]), str(self.t["dept_id"])))
+        lst = et.expect(d.api("GET", "/api/v1/acme-accounts?endpoint_id=%d" % ep, token=rao), 200)
+        self.assertIn(acct, [a["id"] for a in lst["items"]])
+        mine = [a for a in lst["items"] if a["id"] == acct][0]
+        self.assertEqual(mine["eab_kid"], key["kid"])
+        # another organization's RAO sees neither the endpoint nor its keys
+        before = d.count("acme_eab_keys")
+        for method, path, body in (
+                ("GET", "/api/v1/endpoints/%d/eab-keys" % ep, None),
+                ("POST", "/api/v1/endpoints/%d/eab-keys" % ep, {}),
+                ("DELETE", "/api/v1/endpoints/%d/eab-keys/%s" % (ep, key["kid"]), None),
+                ("GET", "/api/v1/acme-accounts?endpoint_id=%d" % ep, None)):
+            r = d.api(method, path, body, token=stranger)
+            self.assertEqual(r.status, 404, (method, path, r))
+        self.assertEqual(d.count("acme_eab_keys"), before)
+        self.assertEqual(d.count("acme_eab_keys", "revoked_at IS NOT NULL AND kid = '%s'"
+                                 % key["kid"]), 0)
+        lst = et.expect(d.api("GET", "/api/v1/acme-accounts", token=stranger), 200)
+        self.assertNotIn(acct, [a["id"] for a in lst["items"]])
+        # a key for another organization at this (organization's) endpoint: refused
+        r = d.api("POST", "/api/v1/endpoints/%d/eab-keys" % ep, {"org_id": other["org_id"]})
+        self.assertEqual(r.status, 400, r)
+        # revocation: the key binds no further account
+        r = et.expect(d.api("DELETE", "/api/v1/endpoints/%d/eab-keys/%s" % (ep, key["kid"]),
+                            token=rao), 200)
+        self.assertIsNotNone(r["revoked_at"])
+        c2 = AcmeClient(d, self.fast["name"])
+        self.assertProblem(c2.register(eab=(key["kid"], key["hmac_key"])), 403, "unauthorized")
+        # accounts bound before keep working
+        self.assertEqual(c.new_order(["adm." + self.domain]).status, 201)
+
+
 class AcmeApprovalTest(AcmeBase):
 
     def test_order_processing_until_approved(self):
