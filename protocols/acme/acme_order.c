@@ -1182,6 +1182,11 @@ acme_authz(struct acme_request *r)
 		}
 		json_object_set_new(authz, "status", json_string("deactivated"));
 	}
+	/* Validation takes about a second here: say so, or clients such as
+	 * lego fall back to polling every 5 s (RFC 8555 7.5.1). */
+	if (acme_json_str(authz, "status") != NULL &&
+	    strcmp(acme_json_str(authz, "status"), "pending") == 0)
+		(void)http_response_header(r->resp, "Retry-After", "1");
 	acme_reply(r, 200, acme_authz_json(r, authz), NULL);
 out:
 	return;
@@ -1223,6 +1228,9 @@ acme_chall(struct acme_request *r)
 	acme_url(r, authz_url, sizeof(authz_url), "authz/%s", acme_json_str(chall, "authz_public_id"));
 	snprintf(up, sizeof(up), "<%s>;rel=\"up\"", authz_url);
 	(void)http_response_header(r->resp, "Link", up);
+	status = acme_json_str(chall, "status");
+	if (status != NULL && strcmp(status, "processing") == 0)
+		(void)http_response_header(r->resp, "Retry-After", "1");
 	acme_reply(r, 200, acme_chall_json(r, chall), NULL);
 out:
 	return;

@@ -181,6 +181,11 @@ admin_acme_eab_create(const struct admin_call *call, struct http_response *resp)
 		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
 		goto out;
 	}
+	/* A leading '-' in base64url makes CLIs read the value as an option
+	 * (certbot --eab-hmac-key -x... fails): a clear top bit keeps the first
+	 * character in A..f. One bit of 256 is a fair price. */
+	secret[0] &= 0x7f;
+	kid_raw[0] &= 0x7f;
 	kid = acme_b64url_encode(kid_raw, sizeof(kid_raw));
 	secret_text = acme_b64url_encode(secret, sizeof(secret));
 	if (kid == NULL || secret_text == NULL) {
