@@ -27,9 +27,7 @@
  * signer cannot slip a bad certificate into the database: its DER must be
  * exactly what was sent, element by element, apart from the signature
  * algorithm (which must be the CA's), and the signature must be well formed
- * for the CA's key (ca_check_signed()). Whether it also verifies with the
- * issuing CA's key is checked on a sample of the answers (every CRL, the
- * first certificate of each signer process, then one in CA_VERIFY_EVERY),
+ * for the CA's key and verify with the issuing CA's key (ca_check_signed()),
  * for the reasons given at ca_sign_cert().
  *
  * Speed (OpenSSL 3.0): X509_set_pubkey() and d2i_X509() each build an
@@ -57,7 +55,6 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,11 +90,6 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #define CA_MAX_ISSUE_NAMES 1000
 #define CA_BACKDATE 60
 #define CA_DAY 86400
-/* Signer processes tracked for the sampled signature check (signer.h: at
- * most 16); answers from a slot beyond are always verified. */
-#define CA_MAX_SIGNERS 16
-/* One certificate answer in this many per signer is fully verified. */
-#define CA_VERIFY_EVERY 16
 
 struct ca {
 	char dir[PATH_MAX];		/* state_dir/ca */
@@ -129,10 +121,6 @@ struct ca {
 	bool sig_ecdsa;			/* a DER ECDSA-Sig-Value, 0 < r, s < sig_order */
 	BIGNUM *sig_order;		/* ECDSA: the issuing key's group order */
 	int sig_size;			/* ECDSA: at most this many bytes, else exactly */
-	/* certificate answers per signer slot, and "verify every answer from
-	 * now on" (set once a sampled verification has failed) */
-	atomic_ulong answers[CA_MAX_SIGNERS];
-	atomic_bool verify_all;
 };
 
 /* ---------- small helpers ---------- */
@@ -979,8 +967,8 @@ ca_signature_well_formed(const struct ca *ca, const unsigned char *sig, size_t l
 		return false;
 	ECDSA_SIG_get0(es, &r, &s);
 	ok = p == sig + len && r != NULL && s != NULL && !BN_is_zero(r) && !BN_is_zero(s) &&
-	    !BN_is_negative(r) && !BN_is_negative(s) &&
-	    (ca->sig_order == NULL || (BN_cmp(r, ca->sig_order) < 0 && BN_cmp(s, ca->sig_order) < 0));
+	    !BN_is_negative(r) && !BN_is_negative(s) && (ca->sig_order == NULL ||
+	    (BN_cmp(r, ca->sig_order) < 0 && BN_cmp(s, ca->sig_order) < 0));
 	ECDSA_SIG_free(es);
 	return ok;
 }
@@ -989,11 +977,11 @@ ca_signature_well_formed(const struct ca *ca, const unsigned char *sig, size_t l
  * elements in the same order, except the one at sigalg_index (the
  * signature algorithm: 2 in a certificate, 1 in a v2 CRL), which must be
  * the CA's algorithm and equal the outer one; a signature of the right
- * shape (ca_signature_well_formed()) and, when `verify`, one that verifies
- * with the issuing CA's key. Returns 0 or -1 (logged). */
+ * shape (ca_signature_well_formed()) that verifies with the issuing CA's
+ * key. Returns 0 or -1 (logged). */
 static int
 ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent,
-    size_t sent_len, const unsigned char *got, size_t got_len, int sigalg_index, bool verify)
+    size_t sent_len, const unsigned char *got, size_t got_len, int sigalg_index)
 {
 	const unsigned char *s_tbs, *s_alg, *s_sig, *g_tbs, *g_alg, *g_sig;
 	const unsigned char *sp, *gp, *s_end, *g_end, *s_el, *g_el, *c, *tbs_alg = NULL;
@@ -1058,7 +1046,7 @@ ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent
 			why = "malformed signature";
 			goto out;
 		}
-		if (verify && ((mctx = EVP_MD_CTX_new()) == NULL ||
+		if (((mctx = EVP_MD_CTX_new()) == NULL ||
 		    EVP_DigestVerifyInit_ex(mctx, NULL, ca->sig_md ? EVP_MD_get0_name(ca->sig_md) : NULL,
 		    NULL, NULL, X509_get0_pubkey(ca->issuing), NULL) != 1 ||
 		    EVP_DigestVerify(mctx, val + 1, (size_t)(g_sig + g_sig_len - val - 1), g_tbs,
@@ -1183,7 +1171,8 @@ ca_unsigned_der(const struct ca *ca, X509 *x, unsigned char **out)
 	*out = NULL;
 	if (tbs_alg == NULL ||
 	    X509_ALGOR_set0(tbs_alg, OBJ_nid2obj(ca->sig_nid), ca->sig_param_type, NULL) != 1 ||
-	    (tbs_len = i2d_re_X509_tbs(x, &tbs)) <= 0 || (alg_len = i2d_X509_ALGOR(tbs_alg, &alg)) <= 0) {
+	    (tbs_len = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
+	    (alg_len = i2d_X509_ALGOR(tbs_alg, &alg)) <= 0) {
 		log_ssl_warnx("ca_issue: encoding the certificate");
 		goto out;
 	}
@@ -1211,8 +1200,7 @@ out:
  * Encodes x for the signer, has the signer sign it and checks the answer
  * (ca_check_signed()). On success *der is newly allocated (OPENSSL_free).
  *
- * What the check protects against, and why the signature itself is
- * verified on a sample only. The signer is trusted with the key but not to
+ * What the check protects against. The signer is trusted with the key but not to
  * be right: a bug, a desynchronised socket or a compromised signer could
  * answer with a certificate other than the one asked for - another serial,
  * subject, key, validity or extension, another algorithm. Every answer is
@@ -1223,35 +1211,27 @@ out:
  * costs next to nothing. Verifying the signature adds one thing: it
  * catches a signer whose signatures are wrong (a key that is not the
  * issuing CA's, a fault in its memory or arithmetic). Such a certificate
- * deceives nobody - every relying party rejects it - but it must not go
- * unnoticed. Its key is matched to the issuing certificate when each signer
- * starts (X509_check_private_key); here the first answer of every signer
- * process is verified, then one in CA_VERIFY_EVERY of each, and after one
- * failure every answer from then on. A full ECDSA verification costs about
- * three signatures, which made it the single largest cost of the check.
+ * deceives nobody - every relying party rejects it - but it must never be
+ * recorded as issued, so every answer is verified. (A full ECDSA
+ * verification costs about three signatures, ~0.08 ms per issuance; a
+ * sample would leave certificates with bad signatures in the database
+ * between samples.)
  */
 static int
 ca_sign_cert(struct ca *ca, X509 *x, unsigned char **der, size_t *der_len)
 {
 	unsigned char *req = NULL, *signed_der = NULL;
-	size_t signed_len = 0, slot = CA_MAX_SIGNERS;
-	bool verify = true;
+	size_t signed_len = 0;
 	int req_len, rc = -1;
 
 	if ((req_len = ca_unsigned_der(ca, x, &req)) <= 0)
 		goto out; /* logged */
-	if (signer_sign_slot(ca->signer, SIGNER_OP_SIGN_CERT, req, (size_t)req_len, &signed_der,
-	    &signed_len, &slot) != SIGNER_SIGNED)
+	if (signer_sign(ca->signer, SIGNER_OP_SIGN_CERT, req, (size_t)req_len, &signed_der,
+	    &signed_len) != SIGNER_SIGNED)
 		goto out; /* logged */
-	if (slot < CA_MAX_SIGNERS && !atomic_load(&ca->verify_all))
-		verify = atomic_fetch_add(&ca->answers[slot], 1) % CA_VERIFY_EVERY == 0;
 	/* Certificate TBS: [0] version, serial, signature, ... */
-	if (ca_check_signed(ca, "ca_issue", req, (size_t)req_len, signed_der, signed_len, 2,
-	    verify) == -1) {
-		if (verify)
-			atomic_store(&ca->verify_all, true);
+	if (ca_check_signed(ca, "ca_issue", req, (size_t)req_len, signed_der, signed_len, 2) == -1)
 		goto out;
-	}
 	*der = signed_der;
 	*der_len = signed_len;
 	signed_der = NULL;
@@ -1368,8 +1348,7 @@ ca_crl(struct ca *ca, int64_t crl_number, const struct ca_revoked *revoked, size
 	    &signed_len) != SIGNER_SIGNED)
 		goto out; /* logged */
 	/* TBSCertList: version, signature, issuer, ... */
-	if (ca_check_signed(ca, "ca_crl", req, (size_t)req_len, signed_der, signed_len, 1,
-	    true) == -1)
+	if (ca_check_signed(ca, "ca_crl", req, (size_t)req_len, signed_der, signed_len, 1) == -1)
 		goto out;
 	*der = signed_der;
 	*der_len = signed_len;
@@ -1693,9 +1672,6 @@ ca_open(const struct enrolld_config *cfg, struct ca **out)
 		log_ssl_warnx("ca: %s: the size of its signatures", ca->issuing_path);
 		goto out;
 	}
-	for (size_t i = 0; i < CA_MAX_SIGNERS; i++)
-		atomic_init(&ca->answers[i], 0);
-	atomic_init(&ca->verify_all, false);
 	if ((ca->root_pem = ca_x509_pem(ca->root)) == NULL ||
 	    (ca->issuing_pem = ca_x509_pem(ca->issuing)) == NULL ||
 	    (ca->chain_pem = ca_concat(ca->issuing_pem, ca->root == ca->issuing ? "" : ca->root_pem)) ==

@@ -25,9 +25,10 @@
  * that decode is skipped (as core/signer.c does), and the key is made here:
  * EC keys on P-256/P-384/P-521 from their curve and point
  * (EVP_PKEY_set1_encoded_public_key(), which decodes the point and refuses
- * one off the curve, as the decoder does), every other key through d2i_PUBKEY() in the
- * default context, exactly as before. The signature is then checked with
- * that key in the default context.
+ * one off the curve, as the decoder does), every other key through
+ * d2i_PUBKEY() in the default context, exactly as before. The signature is
+ * then checked with that key in the default context. So the key of a parsed
+ * request is info->pkey: X509_REQ_get0_pubkey(info->req) is NULL.
  */
 #include "csr.h"
 #include "log.h"
@@ -531,6 +532,8 @@ csr_null_ctx_init(void)
 	OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
 
 	if (ctx == NULL || OSSL_PROVIDER_load(ctx, "null") == NULL) {
+		log_ssl_warnx("csr_parse: a library context with the null provider "
+		    "(requests are decoded the slow way)");
 		OSSL_LIB_CTX_free(ctx);
 		return;
 	}
@@ -539,16 +542,15 @@ csr_null_ctx_init(void)
 
 /* The library context requests are decoded in: the "null" provider only, so
  * that decoding skips the subject key (see the top of the file). Made once,
- * kept for the life of the process; NULL if it could not be made. */
+ * kept for the life of the process. Should it not be made, NULL: the
+ * default context, slower but the same result. */
 static OSSL_LIB_CTX *
 csr_parse_ctx(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	if (pthread_once(&once, csr_null_ctx_init) != 0 || csr_null_ctx == NULL) {
-		log_ssl_warnx("csr_parse: a library context with the null provider");
+	if (pthread_once(&once, csr_null_ctx_init) != 0)
 		return NULL;
-	}
 	return csr_null_ctx;
 }
 
@@ -570,7 +572,8 @@ csr_curve_params_init(void)
 		params[1] = OSSL_PARAM_construct_end();
 		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
 		    EVP_PKEY_fromdata_init(ctx) != 1 ||
-		    EVP_PKEY_fromdata(ctx, &csr_curve_params[i], EVP_PKEY_KEY_PARAMETERS, params) != 1)
+		    EVP_PKEY_fromdata(ctx, &csr_curve_params[i], EVP_PKEY_KEY_PARAMETERS,
+		    params) != 1)
 			csr_curve_params[i] = NULL;
 		EVP_PKEY_CTX_free(ctx);
 	}
@@ -672,10 +675,7 @@ csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t
 	}
 	if ((der_len = csr_to_der(data, len, der, err, errlen)) < 0)
 		goto out;
-	if ((parse_ctx = csr_parse_ctx()) == NULL) {
-		csr_err(err, errlen, "internal error");
-		goto out;
-	}
+	parse_ctx = csr_parse_ctx();
 	p = der;
 	info->req = (X509_REQ *)ASN1_item_d2i_ex(NULL, &p, der_len, ASN1_ITEM_rptr(X509_REQ),
 	    parse_ctx, NULL);
