@@ -94,7 +94,7 @@ config_defaults(struct enrolld_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/enrolld");
 	snprintf(cfg->user, sizeof(cfg->user), "enrolld");
-	cfg->workers = 4;
+	cfg->workers = 8;
 	cfg->queue_max = 1024;
 	cfg->max_body = 1024 * 1024;
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");

@@ -48,7 +48,7 @@ struct enrolld_config {
 	/* [daemon] */
 	char state_dir[PATH_MAX];  /* default /var/lib/enrolld */
 	char user[64];		   /* drop to this user when started as root; default "enrolld" */
-	int workers;		   /* worker threads, each with its own db connection; default 4 */
+	int workers;		   /* worker threads, each with its own db connection; default 8 */
 	int queue_max;		   /* pending requests before 503; default 1024 */
 	size_t max_body;	   /* bytes; default 1 MiB */
 	char log_level[16];	   /* debug, info, warn, error; default info */

@@ -26,7 +26,7 @@ struct config_case {
 
 static const struct config_case cases[] = {
 	{ "empty text gives every default", "", NULL, {
-		"state_dir=/var/lib/enrolld", "user=enrolld", "workers=4", "queue_max=1024",
+		"state_dir=/var/lib/enrolld", "user=enrolld", "workers=8", "queue_max=1024",
 		"max_body=1048576", "log_level=info", "public_url=https://localhost:8443",
 		"database_url=", "ca_key_type=ec-p256", "ca_root_days=3650",
 		"ca_issuing_days=1825", "crl_days=7", "tls_names=localhost,127.0.0.1,::1",
@@ -71,10 +71,10 @@ static const struct config_case cases[] = {
 	{ "acme key twice", "[acme]\nvalidation_workers = 2\nvalidation_workers = 3\n",
 		"test.conf:3: key 'validation_workers': already set on line 2", { NULL } },
 	{ "comments and blank lines", "# a comment\n; another\n\n   \n[daemon]\n  # indented\n", NULL,
-		{ "workers=4", NULL } },
-	{ "daemon keys", "[daemon]\nstate_dir = /srv/e\nuser = ra\nworkers = 8\nqueue_max=5\n"
+		{ "workers=8", NULL } },
+	{ "daemon keys", "[daemon]\nstate_dir = /srv/e\nuser = ra\nworkers = 12\nqueue_max=5\n"
 		"max_body = 2M\nlog_level = debug\npublic_url = https://ra.example:9443/\n", NULL,
-		{ "state_dir=/srv/e", "user=ra", "workers=8", "queue_max=5",
+		{ "state_dir=/srv/e", "user=ra", "workers=12", "queue_max=5",
 		  "max_body=2097152", "log_level=debug", "public_url=https://ra.example:9443", NULL } },
 	{ "max_body K suffix", "[daemon]\nmax_body = 64K\n", NULL, { "max_body=65536", NULL } },
 	{ "max_body KiB suffix", "[daemon]\nmax_body = 4 KiB\n", NULL, { "max_body=4096", NULL } },
