@@ -155,11 +155,14 @@ static void domains_create(const struct admin_call *call, struct http_response *
 	    admin_field_string(resp, body, "description", 0, 1024, true, &description) < 0 ||
 	    admin_field_bool(resp, body, "active", &active) < 0)
 		goto out;
-	if (name_dns_canonical(name, canonical, sizeof(canonical)) != 0 ||
-	    name_is_wildcard(canonical)) {
-		http_response_problem(
-		    resp, 400, NULL, "invalid_field",
-		    "field \"name\": not a valid DNS domain name (no wildcard, A-labels only)");
+	/* A domain is a DNS name, or an IP address delegated for IP SANs
+	 * (core/policy.c: an IP name needs a domain row equal to it). */
+	if ((name_dns_canonical(name, canonical, sizeof(canonical)) != 0 ||
+	    name_is_wildcard(canonical)) &&
+	    name_ip_canonical(name, canonical, sizeof(canonical)) != 0) {
+		http_response_problem(resp, 400, NULL, "invalid_field",
+		    "field \"name\": not a DNS domain name (no wildcard, A-labels only) "
+		    "or an IP address");
 		goto out;
 	}
 	has_types =

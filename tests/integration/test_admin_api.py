@@ -489,10 +489,16 @@ class AdminApiTest(et.EnrolldTestCase):
         self.assertEqual(self.ok("GET", "/domains/%d" % dom["id"]), dom)
         for bad in ("*.wild.example", "-lead.example", "a..b.example", "ex ample.com",
                     "b\u00fccher.example", "x" * 64 + ".example", "under_score.example",
-                    "1.2.3.4", ""):
+                    "1.2.3.999", "2001:db8::g", ""):
             with self.subTest(name=bad):
                 self.refused(400, "invalid_field", "POST", "/domains", {"name": bad})
         self.refused(400, "invalid_field", "POST", "/domains", {"name": 42})
+        # IP addresses are domains too (for IP SANs), stored in canonical form
+        v4 = "192.0.2.%d" % (secrets.randbelow(200) + 1)
+        self.assertEqual(self.ok("POST", "/domains", {"name": v4}, 201)["name"], v4)
+        v6 = "2001:db8::%x" % (secrets.randbelow(0xfff0) + 1)
+        self.assertEqual(self.ok("POST", "/domains", {"name": v6.upper()}, 201)["name"], v6)
+        self.refused(409, "conflict", "POST", "/domains", {"name": v6})
         self.refused(409, "conflict", "POST", "/domains", {"name": name})
         self.refused(409, "conflict", "POST", "/domains", {"name": name.upper()})
         self.refused(400, "invalid_field", "POST", "/domains",
