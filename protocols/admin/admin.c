@@ -269,6 +269,22 @@ void admin_out_of_scope(const struct admin_call *call, struct http_response *res
 	admin_not_found(resp, object_type, object_id);
 }
 
+char *admin_begin_fields(const struct admin_call *call, struct http_response *resp,
+                         const json_t *fields)
+{
+	char *text = store_json_text(fields);
+
+	if (text == NULL) {
+		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
+		return NULL;
+	}
+	if (admin_begin(call, resp) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 json_t *admin_load(const struct admin_call *call, struct http_response *resp, int param,
                    const struct admin_object_kind *kind, int64_t *id)
 {

@@ -195,6 +195,11 @@ void admin_write_failed(const struct admin_call *call, struct http_response *res
 int admin_audit(const struct admin_call *call, struct http_response *resp, const char *action,
     const char *object_type, int64_t object_id, int64_t org_id, int64_t dept_id,
     const json_t *details) __attribute__((warn_unused_result));
+/* The validated request fields as JSON text for a store_* write, then
+ * admin_begin(). Returns the text (newly allocated; the caller frees), or
+ * NULL after answering 500/503. */
+char *admin_begin_fields(const struct admin_call *call, struct http_response *resp,
+    const json_t *fields) __attribute__((warn_unused_result));
 /* Rolls back the caller's open transaction, if any. */
 void admin_rollback(const struct admin_call *call);
 /* Opens a transaction; 0, or -1 after answering 503/500. */

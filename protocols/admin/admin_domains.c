@@ -268,12 +268,8 @@ static void domains_patch(const struct admin_call *call, struct http_response *r
 	    admin_field_string(resp, body, "description", 0, 1024, true, &description) < 0 ||
 	    admin_field_bool(resp, body, "active", &active) < 0)
 		goto out;
-	text = store_json_text(body);
-	if (text == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	text = admin_begin_fields(call, resp, body);
+	if (text == NULL)
 		goto out;
 	r = store_domains_update(call->ctx->db, id, text, &updated);
 	if (r != 1) {

@@ -360,12 +360,8 @@ static void endpoints_create(const struct admin_call *call, struct http_response
 	    endpoints_check(call, resp, &org_id, dept_id, profile_ids) != 0 ||
 	    endpoints_set_placement(resp, fields, org_id, dept_id, default_id, profile_ids) != 0)
 		goto out;
-	text = store_json_text(fields);
-	if (text == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	text = admin_begin_fields(call, resp, fields);
+	if (text == NULL)
 		goto out;
 	if (store_endpoints_create(call->ctx->db, text, &endpoint) != 0) {
 		admin_db_error(call, resp, "an endpoint with this protocol and name");
@@ -442,12 +438,8 @@ static void endpoints_patch(const struct admin_call *call, struct http_response 
 	    endpoints_check(call, resp, &org_id, dept_id, profile_ids) != 0 ||
 	    endpoints_set_placement(resp, fields, org_id, dept_id, default_id, profile_ids) != 0)
 		goto out;
-	text = store_json_text(fields);
-	if (text == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	text = admin_begin_fields(call, resp, fields);
+	if (text == NULL)
 		goto out;
 	r = store_endpoints_update(call->ctx->db, id, text, &updated);
 	if (r != 1) {

@@ -137,12 +137,8 @@ static void orgs_create(const struct admin_call *call, struct http_response *res
 	body = admin_json_body(call, resp, orgs_create_fields, orgs_required);
 	if (body == NULL || orgs_validate(resp, body) != 0)
 		goto out;
-	fields = store_json_text(body);
-	if (fields == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	fields = admin_begin_fields(call, resp, body);
+	if (fields == NULL)
 		goto out;
 	if (store_orgs_create(call->ctx->db, fields, &org) != 0) {
 		admin_db_error(call, resp, "an organization with this name");
@@ -204,12 +200,8 @@ static void orgs_patch(const struct admin_call *call, struct http_response *resp
 		admin_forbidden(resp, "a DRAO may not change its organization");
 		goto out;
 	}
-	fields = store_json_text(body);
-	if (fields == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	fields = admin_begin_fields(call, resp, body);
+	if (fields == NULL)
 		goto out;
 	r = store_orgs_update(call->ctx->db, id, fields, &updated);
 	if (r != 1) {
@@ -277,12 +269,8 @@ static void orgs_dept_create(const struct admin_call *call, struct http_response
 	body = admin_json_body(call, resp, orgs_dept_fields, orgs_dept_required);
 	if (body == NULL || orgs_dept_validate(resp, body) != 0)
 		goto out;
-	fields = store_json_text(body);
-	if (fields == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	fields = admin_begin_fields(call, resp, body);
+	if (fields == NULL)
 		goto out;
 	if (store_orgs_dept_create(call->ctx->db, org_id, fields, &dept) != 0) {
 		admin_db_error(call, resp, "a department with this name in this organization");
@@ -343,12 +331,8 @@ static void orgs_dept_patch(const struct admin_call *call, struct http_response 
 	body = admin_json_body(call, resp, orgs_dept_fields, NULL);
 	if (body == NULL || orgs_dept_validate(resp, body) != 0)
 		goto out;
-	fields = store_json_text(body);
-	if (fields == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	fields = admin_begin_fields(call, resp, body);
+	if (fields == NULL)
 		goto out;
 	r = store_orgs_dept_update(call->ctx->db, id, fields, &updated);
 	if (r != 1) {

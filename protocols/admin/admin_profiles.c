@@ -315,12 +315,8 @@ static void profiles_create(const struct admin_call *call, struct http_response 
 	body = admin_json_body(call, resp, profiles_fields, profiles_required);
 	if (body == NULL || profiles_validate(call, resp, body, &fields) != 0)
 		goto out;
-	text = store_json_text(fields);
-	if (text == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	text = admin_begin_fields(call, resp, fields);
+	if (text == NULL)
 		goto out;
 	if (store_profiles_create(call->ctx->db, text, &profile) != 0) {
 		admin_db_error(call, resp, "a profile with this name");
@@ -365,12 +361,8 @@ static void profiles_patch(const struct admin_call *call, struct http_response *
 	body = admin_json_body(call, resp, profiles_fields, NULL);
 	if (body == NULL || profiles_validate(call, resp, body, &fields) != 0)
 		goto out;
-	text = store_json_text(fields);
-	if (text == NULL) {
-		http_response_problem(resp, 500, NULL, "internal_error", "internal error");
-		goto out;
-	}
-	if (admin_begin(call, resp) != 0)
+	text = admin_begin_fields(call, resp, fields);
+	if (text == NULL)
 		goto out;
 	r = store_profiles_update(call->ctx->db, id, text, &updated);
 	if (r != 1) {
