@@ -860,6 +860,28 @@ acme_signing_input(const struct acme_jws_parts *parts, size_t *len)
 	return s;
 }
 
+/* Decodes one part of a JWS, strict base64url (RFC 7515 §2). Returns 0 with
+ * *out newly allocated (the caller frees), or -1 with the problem set:
+ * "<what> <part> is not base64url without padding". */
+static int
+acme_jws_part_decode(const char *b64, size_t b64_len, unsigned char **out, size_t *out_len,
+    const char *what, const char *part, const char **problem, char *detail, size_t detail_len)
+{
+	int rc = acme_b64url_decode_strict(b64, b64_len, out, out_len);
+
+	if (rc == -2) {
+		acme_fail(
+		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+		return -1;
+	}
+	if (rc != 0) {
+		acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
+		    "%s %s is not base64url without padding", what, part);
+		return -1;
+	}
+	return 0;
+}
+
 /* Decodes and parses the protected header of parts into a new object. */
 static json_t *
 acme_protected_header(const struct acme_jws_parts *parts, const char *what, const char **problem,
@@ -868,19 +890,10 @@ acme_protected_header(const struct acme_jws_parts *parts, const char *what, cons
 	unsigned char *bytes = NULL;
 	size_t len = 0;
 	json_t *hdr = NULL;
-	int rc;
 
-	rc = acme_b64url_decode_strict(parts->protected_b64, parts->protected_len, &bytes, &len);
-	if (rc == -2) {
-		acme_fail(
-		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+	if (acme_jws_part_decode(parts->protected_b64, parts->protected_len, &bytes, &len, what,
+	    "protected header", problem, detail, detail_len) != 0)
 		return NULL;
-	}
-	if (rc != 0) {
-		acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
-		    "%s protected header is not base64url without padding", what);
-		return NULL;
-	}
 	hdr = acme_json_load_object(bytes, len, "protected header", problem, detail, detail_len);
 	free(bytes);
 	return hdr;
@@ -931,7 +944,7 @@ acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jw
 	struct acme_jws_parts parts;
 	const json_t *alg_v, *jwk_v, *kid_v, *nonce_v;
 	const char *alg;
-	int i, rc = -1, drc;
+	int i, rc = -1;
 
 	memset(out, 0, sizeof(*out));
 	if (acme_jws_split(obj, what, &parts, problem, detail, detail_len) != 0)
@@ -1019,18 +1032,9 @@ acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jw
 
 	/* Payload: "" is POST-as-GET (RFC 8555 §6.3); anything else must be a
 	 * JSON object, as every ACME request payload is. */
-	drc = acme_b64url_decode_strict(
-	    parts.payload_b64, parts.payload_len, &out->payload, &out->payload_len);
-	if (drc == -2) {
-		acme_fail(
-		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+	if (acme_jws_part_decode(parts.payload_b64, parts.payload_len, &out->payload,
+	    &out->payload_len, what, "payload", problem, detail, detail_len) != 0)
 		goto out;
-	}
-	if (drc != 0) {
-		acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
-		    "%s payload is not base64url without padding", what);
-		goto out;
-	}
 	if (out->payload_len == 0) {
 		out->post_as_get = true;
 	} else {
@@ -1040,18 +1044,9 @@ acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jw
 			goto out;
 	}
 
-	drc = acme_b64url_decode_strict(
-	    parts.signature_b64, parts.signature_len, &out->signature, &out->signature_len);
-	if (drc == -2) {
-		acme_fail(
-		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+	if (acme_jws_part_decode(parts.signature_b64, parts.signature_len, &out->signature,
+	    &out->signature_len, what, "signature", problem, detail, detail_len) != 0)
 		goto out;
-	}
-	if (drc != 0) {
-		acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
-		    "%s signature is not base64url without padding", what);
-		goto out;
-	}
 
 	out->signing_input = acme_signing_input(&parts, &out->signing_input_len);
 	if (out->signing_input == NULL) {
