@@ -29,6 +29,12 @@
 # comparable between runs where it is near 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+# The daemon drops to the system user enrolld (as in the README's first command).
+if ! id enrolld >/dev/null 2>&1; then
+	useradd --system --home-dir /var/lib/enrolld --no-create-home \
+		--shell /usr/sbin/nologin enrolld
+fi
 build=${ENROLLD_BUILD_DIR:-$PWD/build}
 if [ ! -f "$build/CMakeCache.txt" ]; then
 	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

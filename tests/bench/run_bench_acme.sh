@@ -42,6 +42,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# The daemon drops to the system user enrolld (as in the README's first command).
+if ! id enrolld >/dev/null 2>&1; then
+	useradd --system --home-dir /var/lib/enrolld --no-create-home \
+		--shell /usr/sbin/nologin enrolld
+fi
+
 if ! command -v pebble >/dev/null 2>&1; then
 	echo "run_bench_acme.sh: pebble is missing; installing the Debian package 'pebble' with apt-get" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y pebble >&2
