@@ -49,6 +49,7 @@
 #include "db.h"
 #include "log.h"
 #include "names.h"
+#include "ra_sql.h"
 #include "store_certs.h"
 #include "types.h"
 
@@ -57,55 +58,11 @@
 #define RA_REASON_DECLINED "request_declined"
 #define RA_SQLSTATE_UNIQUE "23505"
 
-/* clang-format off */
-/* The facts of a row found by idempotency key (used inside other SQL). */
-#define RA_EXISTING_JSON(c) \
-	"json_build_object(" \
-	"'id', " c ".id, " \
-	"'status', " c ".status, " \
-	"'serial', " c ".serial, " \
-	"'cert_der', encode(" c ".cert_der, 'hex'), " \
-	"'decline_reason', " c ".decline_reason, " \
-	"'json', " STORE_CERT_JSON(c) ")"
-/* clang-format on */
-
-/*
- * The facts query. $1 org, $2 department (NULL: none), $3 profile, $4
- * endpoint (NULL: none), $5 idempotency key (NULL: none). Domains: every
- * domain with an approved delegation to the organization as a whole or to
- * this department, with the union of the delegations' certificate types.
- */
-/* clang-format off */
+/* The facts query (ra_sql.h): $1 org, $2 department (NULL: none), $3
+ * profile, $4 endpoint (NULL: none), $5 idempotency key (NULL: none). */
 static const char ra_facts_sql[] =
-    "SELECT json_build_object("
-    "'org', (SELECT json_build_object('active', o.active,"
-    " 'validated', o.validation_status = 'validated', 'name', o.name, 'city', o.city,"
-    " 'state', o.state, 'country', o.country) FROM organizations o WHERE o.id = $1::bigint),"
-    "'dept', (SELECT json_build_object('active', d.active, 'name', d.name)"
-    " FROM departments d WHERE d.id = $2::bigint AND d.org_id = $1::bigint),"
-    "'profile', (SELECT json_build_object('name', p.name, 'active', p.active,"
-    " 'cert_type', p.cert_type, 'terms_days', p.terms_days, 'key_types', p.key_types,"
-    " 'key_usage', p.key_usage, 'ext_key_usage', p.ext_key_usage,"
-    " 'requires_approval', p.requires_approval, 'allow_wildcards', p.allow_wildcards,"
-    " 'require_dcv', p.require_dcv, 'require_org_validated', p.require_org_validated,"
-    " 'include_address', p.include_address,"
-    " 'allowed', p.allowed_org_ids IS NULL OR $1::bigint = ANY (p.allowed_org_ids))"
-    " FROM profiles p WHERE p.id = $3::bigint),"
-    "'endpoint', (SELECT json_build_object('active', e.active,"
-    " 'lists_profile', $3::bigint = ANY (e.profile_ids))"
-    " FROM endpoints e WHERE e.id = $4::bigint),"
-    "'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name,"
-    " 'active', dm.active, 'dcv', dm.dcv_status = 'validated'"
-    " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now()),"
-    " 'cert_types', x.cert_types)), '[]'::json)"
-    " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types"
-    " FROM delegations dl CROSS JOIN unnest(dl.cert_types) AS t"
-    " WHERE dl.state = 'approved' AND dl.org_id = $1::bigint"
-    " AND (dl.dept_id IS NULL OR dl.dept_id = $2::bigint)"
-    " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id),"
-    "'existing', (SELECT " RA_EXISTING_JSON("c")
-    " FROM certificates c WHERE c.idempotency_key = $5::text))::text";
-/* clang-format on */
+    "SELECT " RA_FACTS_JSON("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint",
+                            "$5::text") "::text";
 
 /* Inserts a new certificate row (issued or requested) and its audit entry in
  * one statement. */
@@ -262,9 +219,12 @@ static unsigned ra_jbits(const json_t *obj, const char *key, int (*parse)(const 
  * organization, department (of that organization), profile or endpoint does
  * not exist - unless an existing row was found, which the caller returns.
  */
+/* Loads the facts into *f: runs the facts query, or parses `preloaded`, the
+ * same query's result that the caller fetched in a statement of its own
+ * (enroll_request.facts_json). */
 static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_id,
                                     int64_t profile_id, int64_t endpoint_id, const char *key,
-                                    struct ra_facts *f)
+                                    const char *preloaded, struct ra_facts *f)
 {
 	char org[24], dept[24], profile[24], endpoint[24];
 	const char *params[5];
@@ -284,16 +244,19 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 	params[2] = profile;
 	params[3] = endpoint_id != 0 ? endpoint : NULL;
 	params[4] = key;
-	res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 5, params);
-	if (res == NULL) {
-		rc = ra_db_status(db);
-		goto out;
+	if (preloaded == NULL) {
+		res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 5, params);
+		if (res == NULL) {
+			rc = ra_db_status(db);
+			goto out;
+		}
+		if (PQntuples(res) != 1) {
+			log_warnx("PQexecPrepared(ra_facts): %d rows", PQntuples(res));
+			goto out;
+		}
+		preloaded = PQgetvalue(res, 0, 0);
 	}
-	if (PQntuples(res) != 1) {
-		log_warnx("PQexecPrepared(ra_facts): %d rows", PQntuples(res));
-		goto out;
-	}
-	f->root = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
+	f->root = json_loads(preloaded, 0, &jerr);
 	if (f->root == NULL) {
 		log_warnx("json_loads(ra_facts): %s", jerr.text);
 		goto out;
@@ -800,12 +763,12 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 	 * with one, the scope comes first (see ra.h) and the CSR after it. */
 	if (scope == NULL && (rc = ra_parse_csr(req, &csr, out)) != RA_OK)
 		goto out;
-	if (db_ensure(db) != 0) {
+	if (req->facts_json == NULL && db_ensure(db) != 0) {
 		rc = RA_UNAVAILABLE;
 		goto out;
 	}
 	rc = ra_facts_load(db, req->org_id, req->dept_id, req->profile_id, req->endpoint_id,
-	                   req->idempotency_key, &facts);
+	                   req->idempotency_key, req->facts_json, &facts);
 	if (scope != NULL && (rc == RA_OK || rc == RA_NOT_FOUND)) {
 		if (!facts.profile_found) {
 			/* the same words as the admin API's 404 (admin_not_found) */
@@ -952,7 +915,7 @@ enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_con
 		goto out;
 	}
 
-	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, &facts);
+	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, NULL, &facts);
 	if (rc != RA_OK)
 		goto out;
 	rc = RA_ERROR;

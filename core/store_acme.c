@@ -30,6 +30,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "ra_sql.h"
 #include "store_json.h"
 
 /* ---------- prepared statements ---------- */
@@ -44,6 +45,7 @@ enum store_acme_stmt {
 	SA_AUTH_CHALL,
 	SA_AUTH_CERT,
 	SA_AUTH_FACTS,
+	SA_AUTH_FINALIZE,
 	SA_ENDPOINT,
 	SA_EAB_LOOKUP,
 	SA_ACCOUNT_CREATE,
@@ -75,6 +77,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_auth_chall",
 	"enrolld_acme_auth_cert",
 	"enrolld_acme_auth_facts",
+	"enrolld_acme_auth_finalize",
 	"enrolld_acme_endpoint",
 	"enrolld_acme_eab_lookup",
 	"enrolld_acme_account_create",
@@ -436,11 +439,12 @@ out:
 
 /*
  * An order's certificate row (found by its idempotency key, "acme-order:<id>",
- * which ra_enroll() stores) is the truth about a finalized order. Reading an
- * order first settles the order row with it, guarded by status: a held
- * request an administrator decided since (processing -> valid / invalid),
- * and a finalize whose own order update was lost (ready -> valid /
- * processing; store_acme_order_set() commits asynchronously).
+ * which ra_enroll() stores) is the truth about a finalized order. Its INSERT
+ * moves the order along (trigger acme_order_follow_certificate, migration
+ * 003). Reading an order first settles the order row with it, guarded by
+ * status: a held request an administrator decided since (processing ->
+ * valid / invalid), and rows finalized before migration 003 (ready ->
+ * valid / processing).
  */
 #define SA_ORDER_SETTLE                                                                            \
 	", u AS (UPDATE acme_orders o SET"                                                         \
@@ -455,12 +459,21 @@ out:
 	" AND NOT (o.status = 'processing' AND c.status IN ('requested', 'approved'))"             \
 	" RETURNING o.*)"
 
+#define SA_ORDER_SELECT                                                                            \
+	", (SELECT " SA_ORDER_JSON("o") " FROM (SELECT * FROM u UNION ALL"                        \
+	" SELECT * FROM acme_orders x WHERE x.public_id = $7 AND NOT EXISTS (SELECT 1 FROM u))"    \
+	" o JOIN profiles p ON p.id = o.profile_id)::text"
+
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT
-	    ", (SELECT " SA_ORDER_JSON("o") " FROM (SELECT * FROM u UNION ALL"
-	    " SELECT * FROM acme_orders x WHERE x.public_id = $7 AND NOT EXISTS (SELECT 1 FROM u))"
-	    " o JOIN profiles p ON p.id = o.profile_id)::text",
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT SA_ORDER_SELECT,
+	/* The account's own order only: another's gets no facts (nor an
+	 * answer: 404). Same snapshot as the order read. */
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT SA_ORDER_SELECT
+	    ", (SELECT " RA_FACTS_JSON("f.org_id", "f.dept_id", "fo.profile_id", "$4::bigint",
+		"'acme-order:' || fo.id")
+	    " FROM acme_accounts f JOIN acme_orders fo ON fo.account_id = f.id"
+	    " WHERE f.id = $5::bigint AND f.endpoint_id = $4::bigint AND fo.public_id = $7)::text",
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
@@ -493,6 +506,7 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_NONE] = SA_AUTH,
 	[STORE_ACME_OBJ_ORDER] = SA_AUTH_ORDER,
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_FINALIZE,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_AUTHZ,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_CHALL,
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
@@ -549,7 +563,7 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		params[nparams++] = in->candidates != NULL ? in->candidates : "{}";
 	} else if (obj != STORE_ACME_OBJ_NONE) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
-		if (obj == STORE_ACME_OBJ_ORDER)
+		if (obj == STORE_ACME_OBJ_ORDER || obj == STORE_ACME_OBJ_FINALIZE)
 			params[nparams++] = in->declined_error != NULL ? in->declined_error : "{}";
 	}
 	res = store_acme_exec(db, store_acme_auth_stmt[obj], store_acme_auth_sql[obj], nparams,
@@ -567,13 +581,18 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, 3, "acme_auth object", &out->object) != 0)
 		goto out;
+	if (obj == STORE_ACME_OBJ_FINALIZE && !PQgetisnull(res, 0, 4) &&
+	    (out->facts = strdup(PQgetvalue(res, 0, 4))) == NULL)
+		goto out;
 	rc = 0;
 out:
 	if (rc != 0) {
 		json_decref(out->account);
 		json_decref(out->object);
+		free(out->facts);
 		out->account = NULL;
 		out->object = NULL;
+		out->facts = NULL;
 	}
 	PQclear(res);
 	return rc;
@@ -829,9 +848,9 @@ store_acme_order_set(struct db *db, int64_t order_id, const char *from, const ch
     int64_t certificate_id, const char *error)
 {
 	/* Committed asynchronously (synchronous_commit off for this statement's
-	 * transaction only): the certificate row ra_enroll() committed durably
-	 * is the truth, and a read of the order re-derives this change should
-	 * a crash lose it (SA_ORDER_SETTLE). Saves a WAL flush per issuance. */
+	 * transaction only): used for a policy refusal (ready -> invalid), which
+	 * a client whose order a crash left 'ready' repeats by finalizing
+	 * again. */
 	static const char sql[] =
 	    "WITH s AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
 	    " UPDATE acme_orders SET status = $3, certificate_id = coalesce($4::bigint,"
@@ -895,7 +914,8 @@ store_acme_cert_by_serial(struct db *db, const char *serial_hex, int64_t account
 	    " 'not_after', extract(epoch FROM c.not_after)::bigint,"
 	    " 'revoked_at', extract(epoch FROM c.revoked_at)::bigint,"
 	    " 'of_account', $2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM acme_orders o"
-	    " WHERE o.certificate_id = c.id AND o.account_id = $2::bigint))::text"
+	    " WHERE o.id = CASE WHEN c.idempotency_key LIKE 'acme-order:%'"
+	    " THEN substr(c.idempotency_key, 12)::bigint END AND o.account_id = $2::bigint))::text"
 	    " FROM certificates c WHERE c.serial = $1 AND c.cert_der IS NOT NULL";
 	char account[24];
 	const char *params[2];

@@ -81,6 +81,8 @@ enum store_acme_object {
 				   store_acme_order_facts() for its org/department;
 				   NULL when it has no organization or the profile
 				   does not exist) */
+	STORE_ACME_OBJ_FINALIZE, /* the order, as ORDER, and the policy facts of
+				   finalizing it (out->facts) */
 	STORE_ACME_OBJ__MAX,
 };
 
@@ -107,11 +109,17 @@ struct store_acme_auth_out {
 	bool sentinel_ok;	/* false: the key must be reloaded (see above) */
 	json_t *account;	/* the account found, or NULL */
 	json_t *object;		/* the object asked for, or NULL when absent */
+	/* FINALIZE: RA_FACTS_JSON text (ra_sql.h) of the account's org and
+	 * department, the order's profile, the endpoint and idempotency key
+	 * "acme-order:<id>", for enroll_request.facts_json; NULL when the order
+	 * is not the account's. Newly allocated. */
+	char *facts;
 };
 
 /*
  * Consumes the nonce, loads the account (by id or by key) and the object, in
- * one statement. 0 or -1. The caller frees out->account and out->object.
+ * one statement. 0 or -1. The caller frees out->account, out->object and
+ * out->facts.
  * An ORDER is first settled with its certificate row (found by the
  * idempotency key "acme-order:<id>"): 'processing' whose request an
  * administrator has since decided becomes 'valid' (issued) or 'invalid'

@@ -797,6 +797,7 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	free(candidates);
 	r->account = out.account;
 	r->object = out.object;
+	r->facts = out.facts;
 	if (!out.sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
@@ -909,7 +910,7 @@ acme_route_post(struct acme_request *r, char **seg, int n)
 		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_ORDER, seg[1]) == 0)
 			acme_order(r);
 	} else if (n == 3 && strcmp(what, "order") == 0 && strcmp(seg[2], "finalize") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_ORDER, seg[1]) == 0)
+		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_FINALIZE, seg[1]) == 0)
 			acme_finalize(r);
 	} else if (n == 2 && strcmp(what, "authz") == 0) {
 		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_AUTHZ, seg[1]) == 0)
@@ -1044,5 +1045,6 @@ out:
 	EVP_PKEY_free(r->key);
 	json_decref(r->account);
 	json_decref(r->object);
+	free(r->facts);
 	free(r);
 }

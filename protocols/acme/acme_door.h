@@ -103,6 +103,9 @@ struct acme_request {
 	 * with the account (store_acme.h shapes), or NULL when absent; the
 	 * handler checks that it is the signer's */
 	json_t *object;
+	/* finalize: the policy facts read with the order (store_acme.h), for
+	 * ra_enroll(); owned */
+	char *facts;
 	/* newOrder: the profile whose policy facts r->object holds, or 0 */
 	int64_t facts_profile_id;
 };

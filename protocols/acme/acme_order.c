@@ -30,7 +30,9 @@
  * (none missing, none extra; the CN counts as a name) and its key must not
  * be the account key: otherwise badCSR and the order stays 'ready'. Then
  * ra_enroll() with idempotency key "acme-order:<id>" - two finalize requests
- * at once issue one certificate - and the outcome moves the order:
+ * at once issue one certificate - and the outcome moves the order (issue
+ * and hold inside the certificate row's INSERT, by the trigger of migration
+ * 003, so a finalize costs no second statement):
  *   issue -> 'valid' (certificate URL); hold -> 'processing' (Retry-After),
  *   settled when read after an administrator decided; deny -> 'invalid'
  *   with the policy's reason as the error, except a CSR-key refusal (weak or
@@ -1071,6 +1073,7 @@ acme_finalize(struct acme_request *r)
 	er.csr_len = der_len;
 	er.idempotency_key = key;
 	er.comment = comment;
+	er.facts_json = r->facts; /* read with the order: one round trip less */
 	rs = ra_enroll(r->door->db, r->door->ca, r->door->cfg, &er, &res);
 	switch (rs) {
 	case RA_OK:
@@ -1093,24 +1096,15 @@ acme_finalize(struct acme_request *r)
 	cert_id = res.cert_id;
 	switch (res.outcome) {
 	case POLICY_ISSUE:
-		set = store_acme_order_set(r->door->db, order_id, "{pending,ready,processing}",
-		    "valid", cert_id, NULL);
-		if (set < 0) {
-			acme_db_failure(r, "order valid");
-			goto out;
-		}
+		/* The order row became valid in the certificate's INSERT
+		 * (trigger acme_order_follow_certificate, migration 003). */
 		log_info("acme: order %s valid: certificate %" PRId64 " serial %s", public_id,
 		    cert_id, res.serial);
 		acme_order_mark(order, "valid", cert_id, NULL);
 		acme_order_reply(r, 200, order);
 		break;
 	case POLICY_HOLD:
-		set = store_acme_order_set(r->door->db, order_id, "{pending,ready}", "processing",
-		    cert_id, NULL);
-		if (set < 0) {
-			acme_db_failure(r, "order processing");
-			goto out;
-		}
+		/* processing since the certificate request's INSERT (as above) */
 		log_info("acme: order %s processing: certificate request %" PRId64
 			 " awaits approval", public_id, cert_id);
 		acme_order_mark(order, "processing", cert_id, NULL);

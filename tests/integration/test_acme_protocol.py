@@ -317,13 +317,13 @@ class AcmeBase(et.EnrolldTestCase):
         cls.t = et.setup_tenant(d, domain=cls.domain,
                                 profile_extra={"allow_wildcards": True})
         validate_domain(d, cls.t["domain_id"])
-        # an address delegated to the organization (RFC 8738 ip identifiers);
-        # the schema allows address "domains" but the admin API takes DNS
-        # names only so far, so this fixture goes in by SQL
+        # an address delegated to the organization (RFC 8738 ip identifiers),
+        # through the admin API like any domain
         cls.ip = "192.0.2.%d" % (secrets.randbelow(200) + 20)
-        d.sql("WITH dm AS (INSERT INTO domains (name, dcv_status) VALUES ('%s', 'validated')"
-              " RETURNING id) INSERT INTO delegations (domain_id, org_id, cert_types, state)"
-              " SELECT id, %d, '{ssl}', 'approved' FROM dm" % (cls.ip, cls.t["org_id"]))
+        ip_dom = et.expect(d.api("POST", "/api/v1/domains", {"name": cls.ip}), 201)
+        et.expect(d.api("POST", "/api/v1/domains/%d/delegations" % int(ip_dom["id"]),
+                        {"org_id": cls.t["org_id"], "cert_types": ["ssl"]}), 201)
+        validate_domain(d, int(ip_dom["id"]))
         cls.fast = make_endpoint(d, cls.t, settings={"skip_challenges_when_dcv_validated": True,
                                                      "website": "https://example.org/acme"})
         cls.slow = make_endpoint(d, cls.t, settings={})
@@ -710,6 +710,44 @@ class AcmeFlowTest(AcmeBase):
         term = self.d.sql("SELECT term_days FROM certificates ORDER BY id DESC LIMIT 1")[0][0]
         self.assertEqual(term, "365")
         self.assertEqual(counts(self.d)["certificates"], before["certificates"] + 1)
+
+    def test_policy_judged_again_at_finalize(self):
+        """An order is judged at newOrder and again at finalize, with the
+        facts as they are then (read in finalize's own statement): a
+        department account's delegation withdrawn between the two makes
+        finalize refuse, the order invalid, and no certificate row."""
+        d = self.d
+        dom = "dept-%s.test" % secrets.token_hex(3)
+        dm = et.expect(d.api("POST", "/api/v1/domains", {"name": dom}), 201)
+        dl = et.expect(d.api("POST", "/api/v1/domains/%d/delegations" % int(dm["id"]),
+                             {"org_id": self.t["org_id"], "dept_id": self.t["dept_id"],
+                              "cert_types": ["ssl"]}), 201)
+        validate_domain(d, int(dm["id"]))
+        c = AcmeClient(d, self.fast["name"])
+        r = c.register(eab=make_eab(d, int(self.fast["id"]), org_id=self.t["org_id"],
+                                    dept_id=self.t["dept_id"]))
+        self.assertEqual(r.status, 201, r)
+        # in scope: issued, with the department as OU
+        _, chain, _ = self.issue(c, ["a." + dom])
+        cert = x509.load_pem_x509_certificate(pem_certs(chain)[0].encode())
+        dept_name = d.sql("SELECT name FROM departments WHERE id = %d" % self.t["dept_id"])[0][0]
+        ou = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        self.assertEqual([a.value for a in ou], [dept_name], cert.subject)
+        # withdrawn between newOrder and finalize
+        r = c.new_order(["b." + dom])
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "ready", r.json)
+        et.expect(d.api("DELETE", "/api/v1/delegations/%d" % int(dl["id"])), 200, 204)
+        before = counts(d)
+        f = c.finalize(r.json, make_csr(Key("ec"), ["b." + dom]))
+        self.assertProblem(f, 403, "rejectedIdentifier")
+        self.assertIn("name_not_delegated", f.json.get("detail", "") + f.json.get("reason", ""))
+        self.assertEqual(counts(d), before, "a refused finalize wrote a certificate")
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.json["status"], "invalid", o.json)
+        self.assertEqual(int(d.sql("SELECT count(*) FROM audit_log WHERE outcome = 'denied'"
+                                   " AND reason = 'name_not_delegated' AND actor = 'acme:%s'"
+                                   % c.kid.rsplit("/", 1)[1])[0][0]), 1)
 
 
 class AcmeRefusalTest(AcmeBase):
