@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DNS_MAX_NAME 253
@@ -219,4 +220,56 @@ name_typed(const struct req_name *n, char *out, size_t outlen)
 		break;
 	}
 	snprintf(out, outlen, "%s:%s", prefix, n->value);
+}
+
+/* The part of n that is looked up among domains: the address, the DNS
+ * name, or the e-mail address's domain. */
+static const char *
+names_lookup_part(const struct req_name *n)
+{
+	const char *at;
+
+	if (n->kind != NAME_EMAIL)
+		return n->value;
+	at = strrchr(n->value, '@');
+	return at != NULL ? at + 1 : NULL;
+}
+
+char *
+names_candidates(const struct req_name *names, size_t n)
+{
+	size_t cap = 3, used = 0, i;
+	const char *s;
+	char *out = NULL;
+	int pass;
+
+	/* pass 0 sizes (each suffix quoted plus a comma), pass 1 writes */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			out = malloc(cap);
+			if (out == NULL)
+				return NULL;
+			out[used++] = '{';
+		}
+		for (i = 0; i < n; i++) {
+			s = names_lookup_part(&names[i]);
+			/* canonical names hold no quote or backslash; anything
+			 * else is no domain of ours */
+			if (s == NULL || s[0] == '\0' || strpbrk(s, "\"\\{},") != NULL)
+				continue;
+			for (;;) {
+				if (pass == 0)
+					cap += strlen(s) + 3;
+				else
+					used += (size_t)snprintf(out + used, cap - used, "%s\"%s\"",
+					    used > 1 ? "," : "", s);
+				if (names[i].kind == NAME_IP || (s = strchr(s, '.')) == NULL)
+					break;
+				s++;
+			}
+		}
+	}
+	out[used++] = '}';
+	out[used] = '\0';
+	return out;
 }

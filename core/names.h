@@ -43,4 +43,13 @@ bool name_in_domain(const char *name, const char *domain);
  * "email:..". */
 void name_typed(const struct req_name *n, char *out, size_t outlen);
 
+/* The domains that could decide for names[0..n): every label-aligned
+ * suffix of each DNS name and of each e-mail address's domain
+ * ("a.b.example.com" -> a.b.example.com, b.example.com, example.com, com),
+ * and each address as it is; as a PostgreSQL text[] literal
+ * ('{"a.example.com","example.com","com","192.0.2.1"}'). Newly allocated,
+ * or NULL (out of memory). Used to load only the delegated domains a request
+ * can touch, however many an organization has. */
+char *names_candidates(const struct req_name *names, size_t n);
+
 #endif

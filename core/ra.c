@@ -59,10 +59,11 @@
 #define RA_SQLSTATE_UNIQUE "23505"
 
 /* The facts query (ra_sql.h): $1 org, $2 department (NULL: none), $3
- * profile, $4 endpoint (NULL: none), $5 idempotency key (NULL: none). */
+ * profile, $4 endpoint (NULL: none), $5 idempotency key (NULL: none), $6 the
+ * candidate domains of the request's names. */
 static const char ra_facts_sql[] =
     "SELECT " RA_FACTS_JSON("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint",
-                            "$5::text") "::text";
+                            "$5::text", "$6::text[]") "::text";
 
 /* Inserts a new certificate row (issued or requested) and its audit entry in
  * one statement. */
@@ -219,15 +220,17 @@ static unsigned ra_jbits(const json_t *obj, const char *key, int (*parse)(const 
  * organization, department (of that organization), profile or endpoint does
  * not exist - unless an existing row was found, which the caller returns.
  */
-/* Loads the facts into *f: runs the facts query, or parses `preloaded`, the
- * same query's result that the caller fetched in a statement of its own
- * (enroll_request.facts_json). */
+/* Loads the facts into *f for the names of csr (NULL: none could be read):
+ * runs the facts query, or parses `preloaded`, the same query's result that
+ * the caller fetched in a statement of its own (enroll_request.facts_json). */
 static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_id,
                                     int64_t profile_id, int64_t endpoint_id, const char *key,
-                                    const char *preloaded, struct ra_facts *f)
+                                    const struct csr_info *csr, const char *preloaded,
+                                    struct ra_facts *f)
 {
 	char org[24], dept[24], profile[24], endpoint[24];
-	const char *params[5];
+	char *cand = NULL;
+	const char *params[6];
 	PGresult *res = NULL;
 	json_error_t jerr;
 	const json_t *o, *d, *p, *e, *doms, *v;
@@ -245,7 +248,12 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 	params[3] = endpoint_id != 0 ? endpoint : NULL;
 	params[4] = key;
 	if (preloaded == NULL) {
-		res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 5, params);
+		cand = names_candidates(csr != NULL ? csr->names : NULL,
+		                        csr != NULL ? csr->n_names : 0);
+		if (cand == NULL)
+			goto out;
+		params[5] = cand;
+		res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 6, params);
 		if (res == NULL) {
 			rc = ra_db_status(db);
 			goto out;
@@ -343,6 +351,7 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 	rc = RA_OK;
 out:
 	PQclear(res);
+	free(cand);
 	/* keep root alive for an existing row even when the rest is missing */
 	if (rc != RA_OK && !(rc == RA_NOT_FOUND && f->existing != NULL)) {
 		char missing[sizeof(f->missing)];
@@ -755,20 +764,29 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 	json_t *names = NULL;
 	bool auto_approve = req->requester_auto_approve;
 	enum ra_status rc = RA_ERROR, parsed;
+	struct enroll_result csr_result;
 
 	memset(out, 0, sizeof(*out));
+	memset(&csr_result, 0, sizeof(csr_result));
 	memset(&csr, 0, sizeof(csr));
 	memset(&facts, 0, sizeof(facts));
-	/* Without a scope check the CSR is judged first, as it always was;
-	 * with one, the scope comes first (see ra.h) and the CSR after it. */
-	if (scope == NULL && (rc = ra_parse_csr(req, &csr, out)) != RA_OK)
+	/* The CSR is read first (its names choose the domains the facts
+	 * carry). Without a scope check an unreadable one is answered at once,
+	 * as it always was; with one, the scope is answered first (see ra.h)
+	 * and the CSR after it. */
+	parsed = ra_parse_csr(req, &csr, &csr_result);
+	if (scope == NULL && parsed != RA_OK) {
+		memcpy(out, &csr_result, sizeof(*out));
+		rc = parsed;
 		goto out;
+	}
 	if (req->facts_json == NULL && db_ensure(db) != 0) {
 		rc = RA_UNAVAILABLE;
 		goto out;
 	}
 	rc = ra_facts_load(db, req->org_id, req->dept_id, req->profile_id, req->endpoint_id,
-	                   req->idempotency_key, req->facts_json, &facts);
+	                   req->idempotency_key, parsed == RA_OK ? &csr : NULL, req->facts_json,
+	                   &facts);
 	if (scope != NULL && (rc == RA_OK || rc == RA_NOT_FOUND)) {
 		if (!facts.profile_found) {
 			/* the same words as the admin API's 404 (admin_not_found) */
@@ -781,7 +799,8 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 			rc = RA_NOT_FOUND; /* answered and audited by the callback */
 			goto out;
 		}
-		if ((parsed = ra_parse_csr(req, &csr, out)) != RA_OK) {
+		if (parsed != RA_OK) {
+			memcpy(out, &csr_result, sizeof(*out));
 			rc = parsed;
 			goto out;
 		}
@@ -915,7 +934,7 @@ enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_con
 		goto out;
 	}
 
-	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, NULL, &facts);
+	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, &csr, NULL, &facts);
 	if (rc != RA_OK)
 		goto out;
 	rc = RA_ERROR;

@@ -23,13 +23,15 @@
 
 /*
  * The facts as one json value, for organization org, department dept (NULL:
- * none), profile, endpoint (NULL: none) and idempotency key (NULL: none),
- * each an SQL expression (used several times: keep them parameters or
- * columns). Domains: every domain with an approved delegation to the
+ * none), profile, endpoint (NULL: none), idempotency key (NULL: none) and
+ * the candidate domains cand (text[], names_candidates()), each an SQL
+ * expression (used several times: keep them parameters or columns).
+ * Domains: those among the candidates with an approved delegation to the
  * organization as a whole or to this department, with the union of the
- * delegations' certificate types.
+ * delegations' certificate types - only what the request's names can
+ * touch, however many domains the organization has.
  */
-#define RA_FACTS_JSON(org, dept, profile, endpoint, key) \
+#define RA_FACTS_JSON(org, dept, profile, endpoint, key, cand) \
     "json_build_object(" \
     "'org', (SELECT json_build_object('active', o.active," \
     " 'validated', o.validation_status = 'validated', 'name', o.name, 'city', o.city," \
@@ -52,8 +54,9 @@
     " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now())," \
     " 'cert_types', x.cert_types)), '[]'::json)" \
     " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types" \
-    " FROM delegations dl CROSS JOIN unnest(dl.cert_types) AS t" \
-    " WHERE dl.state = 'approved' AND dl.org_id = " org \
+    " FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id" \
+    " CROSS JOIN unnest(dl.cert_types) AS t" \
+    " WHERE cd.name = ANY (" cand ") AND dl.state = 'approved' AND dl.org_id = " org \
     " AND (dl.dept_id IS NULL OR dl.dept_id = " dept ")" \
     " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id)," \
     "'existing', (SELECT " RA_EXISTING_JSON("c") \

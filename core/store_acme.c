@@ -459,6 +459,14 @@ out:
 	" AND NOT (o.status = 'processing' AND c.status IN ('requested', 'approved'))"             \
 	" RETURNING o.*)"
 
+/* The candidate domains (names_candidates()) of order o's identifiers,
+ * which finalize holds equal to the CSR's names: every label-aligned suffix
+ * (an address's dotted suffixes are harmless extras). */
+#define SA_ORDER_CANDIDATES(o)                                                                     \
+	"ARRAY(SELECT array_to_string(l[k:], '.') FROM jsonb_array_elements(" o                    \
+	".identifiers) i CROSS JOIN LATERAL string_to_array(i->>'value', '.') AS l"                \
+	" CROSS JOIN LATERAL generate_subscripts(l, 1) AS k)"
+
 #define SA_ORDER_SELECT                                                                            \
 	", (SELECT " SA_ORDER_JSON("o") " FROM (SELECT * FROM u UNION ALL"                        \
 	" SELECT * FROM acme_orders x WHERE x.public_id = $7 AND NOT EXISTS (SELECT 1 FROM u))"    \
@@ -471,7 +479,7 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	 * answer: 404). Same snapshot as the order read. */
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT SA_ORDER_SELECT
 	    ", (SELECT " RA_FACTS_JSON("f.org_id", "f.dept_id", "fo.profile_id", "$4::bigint",
-		"'acme-order:' || fo.id")
+		"'acme-order:' || fo.id", SA_ORDER_CANDIDATES("fo"))
 	    " FROM acme_accounts f JOIN acme_orders fo ON fo.account_id = f.id"
 	    " WHERE f.id = $5::bigint AND f.endpoint_id = $4::bigint AND fo.public_id = $7)::text",
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT

@@ -8,6 +8,7 @@
  * and label-aligned domain membership.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "names.h"
@@ -327,6 +328,52 @@ test_typed(void)
 	}
 }
 
+/* names_candidates(): every label-aligned suffix of DNS names and e-mail
+ * domains, addresses as they are, as a text[] literal. */
+static void
+test_candidates(void)
+{
+	static const struct {
+		enum name_kind kind;
+		const char *value;
+	} in[] = {
+		{ NAME_DNS, "a.b.example.com" },
+		{ NAME_DNS, "*.example.org" },
+		{ NAME_IP, "192.0.2.1" },
+		{ NAME_IP, "2001:db8::1" },
+		{ NAME_EMAIL, "Alice.Smith@mail.example.net" },
+		{ NAME_DNS, "localhost" },
+	};
+	static const char want[] =
+	    "{\"a.b.example.com\",\"b.example.com\",\"example.com\",\"com\","
+	    "\"*.example.org\",\"example.org\",\"org\",\"192.0.2.1\",\"2001:db8::1\","
+	    "\"mail.example.net\",\"example.net\",\"net\",\"localhost\"}";
+	struct req_name names[sizeof(in) / sizeof(in[0])];
+	char *got;
+	size_t i;
+
+	for (i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		names[i].kind = in[i].kind;
+		snprintf(names[i].value, sizeof(names[i].value), "%s", in[i].value);
+	}
+	got = names_candidates(names, sizeof(in) / sizeof(in[0]));
+	check(got != NULL && strcmp(got, want) == 0, "names_candidates", "(six names)", got, want);
+	free(got);
+
+	/* none: the empty array; a value that could break the literal is left out */
+	got = names_candidates(NULL, 0);
+	check(got != NULL && strcmp(got, "{}") == 0, "names_candidates", "(none)", got, "{}");
+	free(got);
+	names[0].kind = NAME_DNS;
+	snprintf(names[0].value, sizeof(names[0].value), "a\",\"evil.test");
+	names[1].kind = NAME_EMAIL;
+	snprintf(names[1].value, sizeof(names[1].value), "no-at-sign");
+	got = names_candidates(names, 2);
+	check(got != NULL && strcmp(got, "{}") == 0, "names_candidates", "(quote, no @)", got,
+	    "{}");
+	free(got);
+}
+
 int
 main(void)
 {
@@ -336,6 +383,7 @@ main(void)
 	test_wildcard();
 	test_in_domain();
 	test_typed();
+	test_candidates();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
