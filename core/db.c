@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,28 @@ static void db_notice(void *arg, const char *message)
 	log_debug("postgres: %s", msg);
 }
 
+/*
+ * Did the server hang up on this idle connection? A PostgreSQL that was
+ * restarted, or that crashed, has sent its goodbye (FATAL 57P01 / 57P02) and
+ * closed the socket while the connection sat idle; libpq learns it only when
+ * the next statement fails, and that request would get a 503. Between
+ * statements the server sends nothing unasked except NOTICE/NOTIFY, so a
+ * readable socket is read (one poll() costs a microsecond) and the
+ * connection judged by what libpq made of it.
+ */
+static bool db_hung_up(PGconn *conn)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+	if (pfd.fd < 0)
+		return true;
+	if (poll(&pfd, 1, 0) <= 0)
+		return false;
+	if (PQconsumeInput(conn) == 0)
+		return true;
+	return PQstatus(conn) != CONNECTION_OK;
+}
+
 int db_ensure(struct db *db)
 {
 	struct db_conn *dc = db_conn_of(db);
@@ -173,8 +196,14 @@ int db_ensure(struct db *db)
 	const char *values[] = {"2", "enrolld", db->conninfo, NULL};
 	int64_t now;
 
-	if (db->conn != NULL && !db->broken && PQstatus(db->conn) == CONNECTION_OK)
+	if (db->conn != NULL && !db->broken && PQstatus(db->conn) == CONNECTION_OK &&
+	    (PQtransactionStatus(db->conn) != PQTRANS_IDLE || !db_hung_up(db->conn)))
 		return 0;
+	if (db->conn != NULL && !db->broken) {
+		/* not a failure of ours: reconnect at once, no back-off */
+		log_info("postgres: the server closed an idle connection; reconnecting");
+		dc->next_attempt_ms = 0;
+	}
 
 	now = db_now_ms();
 	if (dc->next_attempt_ms != 0 && now < dc->next_attempt_ms) {

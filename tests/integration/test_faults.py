@@ -4,7 +4,8 @@
     Retry-After, the daemon stays up, nothing is written, and when PostgreSQL
     comes back the service recovers by itself (health, then a real
     enrollment). Done for a clean ('fast') and a crash-like ('immediate')
-    PostgreSQL shutdown.
+    PostgreSQL shutdown. Restarted while the daemon is idle: not one request
+    fails afterwards (a worker reconnects before using a hung-up connection).
 (b) SIGKILL in the middle of a stream of enrollments from several client
     threads, then a restart on the same state dir and database: every stored
     certificate verifies against the root and carries the serial of its row,
@@ -175,6 +176,34 @@ class DatabaseOutageTest(et.EnrolldTestCase):
 
     def test_a2_postgres_crash(self):
         self.outage("immediate")
+
+    def restart_while_idle(self, mode):
+        """PostgreSQL goes away and comes back while no request is in
+        flight: every worker's connection is dead, none has failed yet. The
+        next requests must not pay for it - not one 503: a worker finds its
+        idle connection hung up before using it and reconnects."""
+        d, pg = self.d, self.d.pg
+        # every worker holds a live connection first
+        for i in range(2 * self.enrolld_args["workers"]):
+            r = self.enroll_one("idle-before-%s-%d.example.test" % (mode, i))
+            self.assertEqual(r.status, 201, r)
+        before = d.count("certificates")
+        pg.stop(mode)
+        pg.start()
+        n = 3 * self.enrolld_args["workers"]
+        for i in range(n):
+            r = self.enroll_one("idle-after-%s-%d.example.test" % (mode, i))
+            self.assertEqual(r.status, 201, "request %d after PostgreSQL restarted: %r" % (i, r))
+            ok, why = et.openssl_verify(r.json["pem"], d.root_pem, et.issuing_pem(d))
+            self.assertTrue(ok, why)
+        self.assertEqual(d.count("certificates"), before + n)
+        self.assertTrue(d.running())
+
+    def test_a3_postgres_restarted_while_idle(self):
+        self.restart_while_idle("fast")
+
+    def test_a4_postgres_crashed_while_idle(self):
+        self.restart_while_idle("immediate")
 
 
 class KillNineTest(et.EnrolldTestCase):
