@@ -415,8 +415,8 @@ out:
 /* ---------- authentication ---------- */
 
 /* $1 nonce, $2 its expiry, $3 sentinel, $4 endpoint, $5 account id, $6
- * thumbprint; the object statements add $7 public id (and the order $8
- * declined error).
+ * thumbprint; the object statements add $7 public id (newOrder's facts: $7
+ * profile, $8 candidate domains).
  *
  * Every statement here must plan the same whatever its parameters: a
  * prepared statement whose generic plan looks costlier than the plans made
@@ -437,28 +437,6 @@ out:
 	" (SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"                                   \
 	" WHERE a.endpoint_id = $4::bigint AND a.key_thumbprint = $6::text))::text"
 
-/*
- * An order's certificate row (found by its idempotency key, "acme-order:<id>",
- * which ra_enroll() stores) is the truth about a finalized order. Its INSERT
- * moves the order along (trigger acme_order_follow_certificate, migration
- * 003). Reading an order first settles the order row with it, guarded by
- * status: a held request an administrator decided since (processing ->
- * valid / invalid), and rows finalized before migration 003 (ready ->
- * valid / processing).
- */
-#define SA_ORDER_SETTLE                                                                            \
-	", u AS (UPDATE acme_orders o SET"                                                         \
-	" status = CASE WHEN c.status = 'declined' THEN 'invalid'"                                 \
-	" WHEN c.status IN ('requested', 'approved') THEN 'processing' ELSE 'valid' END,"         \
-	" certificate_id = c.id,"                                                                  \
-	" error = CASE WHEN c.status = 'declined' THEN $8::jsonb || jsonb_build_object("          \
-	"'detail', 'the certificate request was declined by an administrator'"                     \
-	" || coalesce(': ' || nullif(c.decline_reason, ''), '')) END"                              \
-	" FROM certificates c WHERE o.public_id = $7 AND o.status IN ('ready', 'processing')"      \
-	" AND c.idempotency_key = 'acme-order:' || o.id"                                           \
-	" AND NOT (o.status = 'processing' AND c.status IN ('requested', 'approved'))"             \
-	" RETURNING o.*)"
-
 /* The candidate domains (names_candidates()) of order o's identifiers,
  * which finalize holds equal to the CSR's names: every label-aligned suffix
  * (an address's dotted suffixes are harmless extras). */
@@ -467,17 +445,19 @@ out:
 	".identifiers) i CROSS JOIN LATERAL string_to_array(i->>'value', '.') AS l"                \
 	" CROSS JOIN LATERAL generate_subscripts(l, 1) AS k)"
 
+/* The order with public id $7. A finalized order reads what its certificate
+ * row says: every change of that row moves the order in the same
+ * transaction (triggers of migration 003), so reading writes nothing. */
 #define SA_ORDER_SELECT                                                                            \
-	", (SELECT " SA_ORDER_JSON("o") " FROM (SELECT * FROM u UNION ALL"                        \
-	" SELECT * FROM acme_orders x WHERE x.public_id = $7 AND NOT EXISTS (SELECT 1 FROM u))"    \
-	" o JOIN profiles p ON p.id = o.profile_id)::text"
+	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
+	" ON p.id = o.profile_id WHERE o.public_id = $7)::text"
 
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT SA_ORDER_SELECT,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT,
 	/* The account's own order only: another's gets no facts (nor an
 	 * answer: 404). Same snapshot as the order read. */
-	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_ORDER_SETTLE SA_AUTH_SELECT SA_ORDER_SELECT
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT
 	    ", (SELECT " RA_FACTS_JSON("f.org_id", "f.dept_id", "fo.profile_id", "$4::bigint",
 		"'acme-order:' || fo.id", SA_ORDER_CANDIDATES("fo"))
 	    " FROM acme_accounts f JOIN acme_orders fo ON fo.account_id = f.id"
@@ -571,8 +551,6 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		params[nparams++] = in->candidates != NULL ? in->candidates : "{}";
 	} else if (obj != STORE_ACME_OBJ_NONE) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
-		if (obj == STORE_ACME_OBJ_ORDER || obj == STORE_ACME_OBJ_FINALIZE)
-			params[nparams++] = in->declined_error != NULL ? in->declined_error : "{}";
 	}
 	res = store_acme_exec(db, store_acme_auth_stmt[obj], store_acme_auth_sql[obj], nparams,
 	    params);

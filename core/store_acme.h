@@ -71,8 +71,7 @@ int store_acme_nonce_key(struct db *db, struct store_acme_nonce_key *out)
  * account_id is the signer's). */
 enum store_acme_object {
 	STORE_ACME_OBJ_NONE,
-	STORE_ACME_OBJ_ORDER,	/* order (a held order an administrator decided
-				   since is settled first, see below) */
+	STORE_ACME_OBJ_ORDER,	/* order */
 	STORE_ACME_OBJ_AUTHZ,	/* authz */
 	STORE_ACME_OBJ_CHALL,	/* challenge */
 	STORE_ACME_OBJ_CERT,	/* {"account_id","cert_status","cert_der" (hex)} of
@@ -96,9 +95,6 @@ struct store_acme_auth_in {
 	const char *thumbprint;	/* jwk: find the account of this key; or NULL */
 	enum store_acme_object object;
 	const char *public_id;	/* of the object */
-	/* ORDER: the error a held order gets when its certificate request was
-	 * declined (JSON object text; SQL appends "detail") */
-	const char *declined_error;
 	/* FACTS: the profile and the candidate domains (text[] literal) */
 	int64_t profile_id;
 	const char *candidates;
@@ -119,13 +115,8 @@ struct store_acme_auth_out {
 /*
  * Consumes the nonce, loads the account (by id or by key) and the object, in
  * one statement. 0 or -1. The caller frees out->account, out->object and
- * out->facts.
- * An ORDER is first settled with its certificate row (found by the
- * idempotency key "acme-order:<id>"): 'processing' whose request an
- * administrator has since decided becomes 'valid' (issued) or 'invalid'
- * (declined, with declined_error); 'ready' with a certificate row (its
- * finalize's update was lost) becomes 'valid' or 'processing'. Guarded by
- * status, in the same statement.
+ * out->facts. An ORDER reads as its certificate row left it: every change
+ * of that row moves the order in the same transaction (migration 003).
  */
 int store_acme_auth(struct db *db, const struct store_acme_auth_in *in,
     struct store_acme_auth_out *out) __attribute__((warn_unused_result));

@@ -779,7 +779,6 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	in.thumbprint = r->jws.kid == NULL ? thumb : NULL;
 	in.object = obj;
 	in.public_id = public_id;
-	in.declined_error = acme_declined_error;
 	if (obj == STORE_ACME_OBJ_FACTS) {
 		/* newOrder: its policy facts come with the account (one round
 		 * trip less), when the payload says which */

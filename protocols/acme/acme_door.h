@@ -166,9 +166,6 @@ void acme_finalize(struct acme_request *r);
 void acme_authz(struct acme_request *r);
 void acme_chall(struct acme_request *r);
 void acme_cert(struct acme_request *r);
-/* The error of an order whose held request an administrator declined
- * (store_acme_auth_in.declined_error). */
-extern const char acme_declined_error[];
 
 /* acme_revoke.c */
 void acme_revoke(struct acme_request *r);

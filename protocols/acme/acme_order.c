@@ -34,9 +34,10 @@
  * and hold inside the certificate row's INSERT, by the trigger of migration
  * 003, so a finalize costs no second statement):
  *   issue -> 'valid' (certificate URL); hold -> 'processing' (Retry-After),
- *   settled when read after an administrator decided; deny -> 'invalid'
- *   with the policy's reason as the error, except a CSR-key refusal (weak or
- *   disallowed key, bad signature) which is badCSR and leaves it 'ready'.
+ *   then 'valid' or 'invalid' within the administrator's decision; deny ->
+ *   'invalid' with the policy's reason as the error, except a CSR-key refusal
+ *   (weak or disallowed key, bad signature) which is badCSR and leaves it
+ *   'ready'.
  *
  * Another account's order, authorization, challenge or certificate is
  * answered exactly like a missing one (404).
@@ -812,11 +813,6 @@ out:
 }
 
 /* ---------- orders ---------- */
-
-/* The error stored on an order whose held request an administrator declined
- * (SQL appends "detail"). */
-const char acme_declined_error[] =
-    "{\"type\":\"" ACME_PROBLEM_UNAUTHORIZED "\",\"status\":403,\"reason\":\"request_declined\"}";
 
 /* r->object when it exists and is the signer's; otherwise NULL after
  * answering 404 (another account's object looks exactly like a missing
