@@ -54,6 +54,7 @@ enum store_acme_stmt {
 	SA_ACCOUNT_BY_KEY,
 	SA_ORDER_FACTS,
 	SA_ORDER_CREATE,
+	SA_ORDER_CREATE_REPLACING,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
 	SA_AUTHZ_DEACTIVATE,
@@ -86,6 +87,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_account_by_key",
 	"enrolld_acme_order_facts",
 	"enrolld_acme_order_create",
+	"enrolld_acme_order_create_replacing",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
 	"enrolld_acme_authz_deactivate",
@@ -247,6 +249,7 @@ store_acme_hexval(char c)
 	"json_build_object('id', " o ".id, 'public_id', " o ".public_id, 'account_id', " o         \
 	".account_id, 'status', " SA_ORDER_STATUS(o) ", 'identifiers', " o ".identifiers,"         \
 	" 'profile_id', " o ".profile_id, 'profile', p.name, 'term_days', " o ".term_days,"       \
+	" 'replaces', " o ".replaces,"                                                             \
 	" 'not_before', " SA_TS(o ".not_before") ", 'not_after', " SA_TS(o ".not_after") ","      \
 	" 'expires', " SA_TS(o ".expires_at") ", 'error', " o ".error, 'certificate_id', " o      \
 	".certificate_id, 'authzs', (SELECT coalesce(json_agg(z.public_id ORDER BY z.id),"         \
@@ -756,33 +759,80 @@ store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t p
 	return store_acme_json(db, SA_ORDER_FACTS, sql, 4, params, out);
 }
 
+/* The authorizations ($10) and challenges of the order inserted as o. */
+#define SA_ORDER_CREATE_AUTHZS                                                                     \
+	" x AS (SELECT * FROM json_to_recordset($10::json) AS x(public_id text, status text,"     \
+	" type text, value text, wildcard boolean, challenges json)),"                             \
+	" z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"        \
+	" id_value, wildcard, expires_at)"                                                         \
+	" SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"         \
+	" o.expires_at FROM o CROSS JOIN x RETURNING id, public_id),"                              \
+	" c AS (INSERT INTO acme_challenges (public_id, authz_id, type, token)"                    \
+	" SELECT ch.public_id, z.id, ch.type, ch.token FROM x JOIN z ON z.public_id = x.public_id" \
+	" CROSS JOIN LATERAL json_to_recordset(x.challenges) AS ch(public_id text, type text,"    \
+	" token text))"
+
+/*
+ * The replacing newOrder (RFC 9773 §5), $11 the replaced certificate's
+ * serial:
+ *   r  the certificate, when issued to an order of this account ($2), and
+ *      whether it names one of the new order's identifiers ($4; both sides
+ *      canonical: certificates.names 'dns:x' / 'ip:x', checked at issuance
+ *      against the order's identifiers);
+ *   f  releases the claim of the order of that certificate that reads
+ *      invalid (SA_ORDER_STATUS: expired unfinalized, an authorization
+ *      failed; or processing with its request since declined). The INSERT
+ *      reads f's row count, so f runs first, and the claim it released (a
+ *      tuple this statement deleted) no longer conflicts;
+ *   o  the order, claiming the certificate; ON CONFLICT DO NOTHING when a
+ *      live order holds the claim (a concurrent INSERT of the same claim is
+ *      waited for: exactly one of them is stored).
+ * Returns the order id (NULL: not stored) and r's "shares" (NULL: no such
+ * certificate of the account).
+ */
+#define SA_ORDER_CREATE_REPLACING_SQL                                                              \
+	"WITH r AS (SELECT c.id, EXISTS (SELECT 1 FROM jsonb_array_elements($4::jsonb) i"         \
+	" WHERE (i->>'type') || ':' || (i->>'value') = ANY (c.names)) AS shares"                   \
+	" FROM certificates c JOIN acme_orders po ON po.id = CASE WHEN c.idempotency_key"         \
+	" LIKE 'acme-order:%' THEN substr(c.idempotency_key, 12)::bigint END"                      \
+	" WHERE c.serial = $11 AND c.cert_der IS NOT NULL AND po.account_id = $2::bigint),"       \
+	" f AS (UPDATE acme_orders p SET replaces_certificate_id = NULL"                           \
+	" WHERE p.replaces_certificate_id = (SELECT r.id FROM r WHERE r.shares)"                  \
+	" AND (" SA_ORDER_STATUS("p") " = 'invalid' OR (p.status = 'processing' AND EXISTS"       \
+	" (SELECT 1 FROM certificates d WHERE d.idempotency_key = 'acme-order:' || p.id"          \
+	" AND d.status = 'declined'))) RETURNING 1),"                                              \
+	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers,"             \
+	" profile_id, term_days, replaces, replaces_certificate_id, not_after, expires_at)"        \
+	" SELECT $1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7, r.id,"                    \
+	" to_timestamp($8::double precision), to_timestamp($9::double precision)"                  \
+	" FROM r WHERE r.shares AND (SELECT count(*) FROM f) >= 0"                                 \
+	" ON CONFLICT (replaces_certificate_id) WHERE replaces_certificate_id IS NOT NULL"         \
+	" DO NOTHING RETURNING id, account_id, expires_at),"                                       \
+	SA_ORDER_CREATE_AUTHZS                                                                     \
+	" SELECT (SELECT o.id FROM o), (SELECT r.shares FROM r)"
+
 int
-store_acme_order_create(struct db *db, const struct store_acme_order_new *in, int64_t *order_id)
+store_acme_order_create(struct db *db, const struct store_acme_order_new *in, int64_t *order_id,
+    enum store_acme_replace_refusal *refusal)
 {
+	/* An order that replaces nothing: the plain INSERT. */
 	static const char sql[] =
 	    "WITH o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers,"
 	    " profile_id, term_days, replaces, not_after, expires_at)"
 	    " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"
 	    " to_timestamp($8::double precision),"
 	    " to_timestamp($9::double precision))"
-	    " RETURNING id, account_id, expires_at),"
-	    " x AS (SELECT * FROM json_to_recordset($10::json) AS x(public_id text, status text,"
-	    " type text, value text, wildcard boolean, challenges json)),"
-	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
-	    " id_value, wildcard, expires_at)"
-	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
-	    " o.expires_at FROM o CROSS JOIN x RETURNING id, public_id),"
-	    " c AS (INSERT INTO acme_challenges (public_id, authz_id, type, token)"
-	    " SELECT ch.public_id, z.id, ch.type, ch.token FROM x JOIN z ON z.public_id = x.public_id"
-	    " CROSS JOIN LATERAL json_to_recordset(x.challenges) AS ch(public_id text, type text,"
-	    " token text))"
+	    " RETURNING id, account_id, expires_at)," SA_ORDER_CREATE_AUTHZS
 	    " SELECT o.id FROM o";
+	static const char replacing_sql[] = SA_ORDER_CREATE_REPLACING_SQL;
+	bool replacing = in->replaces_serial != NULL;
 	char account[24], profile[24], term[16], not_after[24], expires[24];
-	const char *params[10];
+	const char *params[11];
 	PGresult *res = NULL;
 	int rc = -1;
 
 	*order_id = 0;
+	*refusal = STORE_ACME_REPLACE_UNKNOWN;
 	snprintf(term, sizeof(term), "%d", in->term_days);
 	snprintf(not_after, sizeof(not_after), "%" PRId64, in->not_after);
 	snprintf(expires, sizeof(expires), "%" PRId64, in->expires);
@@ -796,14 +846,28 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	params[7] = in->not_after != 0 ? not_after : NULL;
 	params[8] = expires;
 	params[9] = in->authzs;
-	res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
+	params[10] = in->replaces_serial;
+	if (replacing)
+		res = store_acme_exec(db, SA_ORDER_CREATE_REPLACING, replacing_sql, 11, params);
+	else
+		res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
 	if (res == NULL)
 		return -1;
-	if (PQntuples(res) == 1) {
+	if (PQntuples(res) != 1) {
+		log_warnx("PQexecPrepared(acme_order_create): %d rows", PQntuples(res));
+	} else if (!PQgetisnull(res, 0, 0)) {
 		*order_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		rc = 1;
+	} else if (replacing && PQnfields(res) == 2) {
+		if (PQgetisnull(res, 0, 1))
+			*refusal = STORE_ACME_REPLACE_UNKNOWN;
+		else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+			*refusal = STORE_ACME_REPLACE_TAKEN;
+		else
+			*refusal = STORE_ACME_REPLACE_DISJOINT;
+		rc = 0;
 	} else {
-		log_warnx("PQexecPrepared(acme_order_create): %d rows", PQntuples(res));
+		log_warnx("PQexecPrepared(acme_order_create): no order id");
 	}
 	PQclear(res);
 	return rc;

@@ -22,8 +22,9 @@
  *   order     {"id","public_id","account_id","status" (effective: expired
  *              orders and orders whose authorizations all turned valid or
  *              one invalid read as such),"identifiers":[{"type","value"}],
- *              "profile_id","profile","term_days","not_before","not_after",
- *              "expires","error","certificate_id","authzs":[public_id..]}
+ *              "profile_id","profile","term_days","replaces","not_before",
+ *              "not_after","expires","error","certificate_id",
+ *              "authzs":[public_id..]}
  *   authz     {"id","public_id","order_id","account_id","status"
  *              (effective: 'expired' once past expires while pending),
  *              "type","value","wildcard","expires","challenges":[{"id",
@@ -189,7 +190,11 @@ struct store_acme_order_new {
 	const char *identifiers;	/* JSON array text [{"type","value"}] */
 	int64_t profile_id;
 	int term_days;
-	const char *replaces;		/* or NULL */
+	/* RFC 9773 "replaces": the certID text as sent and the serial it
+	 * names (certificates.serial form, acme_cert_id_parse()); both NULL
+	 * for an order that replaces nothing */
+	const char *replaces;
+	const char *replaces_serial;
 	int64_t not_after;		/* unix time, 0: not asked */
 	int64_t expires;		/* unix time: order and authorizations */
 	/* JSON array text: [{"public_id","status","type","value","wildcard",
@@ -197,10 +202,27 @@ struct store_acme_order_new {
 	const char *authzs;
 };
 
-/* Inserts the order, its authorizations and their challenges in one
- * statement. 1 with *order_id, -1. */
+/* Why an order replacing a certificate was not stored. */
+enum store_acme_replace_refusal {
+	STORE_ACME_REPLACE_UNKNOWN,	/* no issued certificate with that serial
+					   was issued to an order of this account */
+	STORE_ACME_REPLACE_DISJOINT,	/* it shares no identifier with the order */
+	STORE_ACME_REPLACE_TAKEN,	/* another order of it, not invalid,
+					   replaces it (alreadyReplaced) */
+};
+
+/*
+ * Inserts the order, its authorizations and their challenges in one
+ * statement. 1 with *order_id, -1.
+ * With in->replaces_serial it is a different statement, still one round
+ * trip: the order is inserted only when the certificate is the account's
+ * and shares an identifier with it, and claims it (unique index of
+ * migration 004) after releasing the claim of an order of that certificate
+ * that reads invalid. 0 with *refusal when not stored (nothing written).
+ */
 int store_acme_order_create(struct db *db, const struct store_acme_order_new *in,
-    int64_t *order_id) __attribute__((warn_unused_result));
+    int64_t *order_id, enum store_acme_replace_refusal *refusal)
+    __attribute__((warn_unused_result));
 
 /* Orders of an account, newest first, ids below `before` (0: from the
  * newest), at most `limit` + 1: {"items":[{"id","public_id"}]}. 0 or -1. */

@@ -34,6 +34,9 @@
 /* RFC 8555 §6.7 problem types beyond those of acme_jws.h. */
 #define ACME_PROBLEM_ACCOUNT_DOES_NOT_EXIST "urn:ietf:params:acme:error:accountDoesNotExist"
 #define ACME_PROBLEM_ALREADY_REVOKED "urn:ietf:params:acme:error:alreadyRevoked"
+/* RFC 9773 §5 / §7.4: the certificate a newOrder "replaces" already has a
+ * replacement order that is not invalid (HTTP 409) */
+#define ACME_PROBLEM_ALREADY_REPLACED "urn:ietf:params:acme:error:alreadyReplaced"
 #define ACME_PROBLEM_BAD_CSR "urn:ietf:params:acme:error:badCSR"
 #define ACME_PROBLEM_BAD_REVOCATION_REASON "urn:ietf:params:acme:error:badRevocationReason"
 #define ACME_PROBLEM_EXTERNAL_ACCOUNT_REQUIRED                                                     \
@@ -170,5 +173,13 @@ void acme_cert(struct acme_request *r);
 /* acme_revoke.c */
 void acme_revoke(struct acme_request *r);
 void acme_renewal_info(struct acme_request *r, const char *cert_id);
+/* Parses an ARI certID (RFC 9773 §4.1: base64url(AKI keyIdentifier) "."
+ * base64url(serial DER content octets), unpadded, minimal) into serial
+ * (certificates.serial: upper-case hex, no leading zeros). 0; -1 when it is
+ * malformed, -2 when its keyIdentifier is not our issuing CA's; *detail then
+ * says why (static text). The one certID parser: renewal-info and
+ * newOrder's "replaces" both use it. */
+int acme_cert_id_parse(const struct door_context *door, const char *cert_id, char serial[41],
+    const char **detail) __attribute__((warn_unused_result));
 
 #endif

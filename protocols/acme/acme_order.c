@@ -167,6 +167,8 @@ acme_order_json(const struct acme_request *r, const json_t *o)
 		json_object_set_new(out, "notBefore", json_string(acme_json_str(o, "not_before")));
 	if (acme_json_str(o, "not_after") != NULL)
 		json_object_set_new(out, "notAfter", json_string(acme_json_str(o, "not_after")));
+	if (acme_json_str(o, "replaces") != NULL) /* RFC 9773 §5 */
+		json_object_set_new(out, "replaces", json_string(acme_json_str(o, "replaces")));
 	if (json_is_object(json_object_get(o, "error")))
 		json_object_set(out, "error", json_object_get(o, "error"));
 	json_array_foreach(authzs, i, item)
@@ -620,7 +622,9 @@ acme_new_order(struct acme_request *r)
 	int64_t dept_id = acme_json_id(r->account, "dept_id");
 	int64_t not_after = 0, order_id = 0, expires;
 	const char *replaces = NULL;
-	int n, i, term, refused = 0, r_facts;
+	char replaces_serial[41];
+	enum store_acme_replace_refusal refusal;
+	int n, i, term, refused = 0, r_facts, created;
 	bool all_valid = true;
 
 	memset(&facts, 0, sizeof(facts));
@@ -634,9 +638,15 @@ acme_new_order(struct acme_request *r)
 		goto out;
 	}
 	if (json_object_get(payload, "replaces") != NULL) {
+		const char *detail = NULL;
+
 		replaces = json_string_value(json_object_get(payload, "replaces"));
 		if (replaces == NULL || strlen(replaces) > 512) {
 			acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "\"replaces\" must be a certID");
+			goto out;
+		}
+		if (acme_cert_id_parse(r->door, replaces, replaces_serial, &detail) != 0) {
+			acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "\"replaces\": %s", detail);
 			goto out;
 		}
 	}
@@ -774,11 +784,31 @@ acme_new_order(struct acme_request *r)
 	in.profile_id = profile->id;
 	in.term_days = term;
 	in.replaces = replaces;
+	in.replaces_serial = replaces != NULL ? replaces_serial : NULL;
 	in.not_after = not_after;
 	in.expires = expires;
 	in.authzs = authzs_text;
-	if (store_acme_order_create(r->door->db, &in, &order_id) != 1) {
+	created = store_acme_order_create(r->door->db, &in, &order_id, &refusal);
+	if (created < 0) {
 		acme_db_failure(r, "order create");
+		goto out;
+	}
+	if (created == 0) {
+		/* RFC 9773 §5: nothing stored. */
+		switch (refusal) {
+		case STORE_ACME_REPLACE_TAKEN:
+			acme_problem(r, 409, ACME_PROBLEM_ALREADY_REPLACED,
+			    "the certificate \"replaces\" names already has a replacement order");
+			break;
+		case STORE_ACME_REPLACE_DISJOINT:
+			acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
+			    "the certificate \"replaces\" names shares no identifier with the order");
+			break;
+		default:
+			acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
+			    "\"replaces\" names no certificate issued to this account");
+			break;
+		}
 		goto out;
 	}
 
@@ -794,6 +824,8 @@ acme_new_order(struct acme_request *r)
 		acme_time_text(not_after, not_after_text);
 		json_object_set_new(order, "not_after", json_string(not_after_text));
 	}
+	if (replaces != NULL)
+		json_object_set_new(order, "replaces", json_string(replaces));
 	acme_order_reply(r, 201, order);
 	goto out;
 oom:

@@ -228,39 +228,66 @@ acme_time_rfc3339(int64_t t, char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void
-acme_renewal_info(struct acme_request *r, const char *cert_id)
+int
+acme_cert_id_parse(const struct door_context *door, const char *cert_id, char serial[41],
+    const char **detail)
 {
 	const char *dot = strchr(cert_id, '.');
 	const ASN1_OCTET_STRING *ski = NULL;
 	unsigned char *aki = NULL, *serial_bytes = NULL;
 	size_t aki_len = 0, serial_len = 0;
-	char serial[41], start[32], end[32];
-	json_t *row = NULL, *body = NULL;
-	int64_t nb, na, s, e, now = (int64_t)time(NULL);
-	int found;
+	int rc = -1;
 
 	if (dot == NULL || dot == cert_id || dot[1] == '\0') {
-		acme_problem(r, 400, ACME_PROBLEM_MALFORMED,
-		    "a certID is base64url(keyIdentifier) \".\" base64url(serial)");
+		*detail = "a certID is base64url(keyIdentifier) \".\" base64url(serial)";
 		goto out;
 	}
 	aki = acme_b64url_decode(cert_id, (size_t)(dot - cert_id), &aki_len);
 	serial_bytes = acme_b64url_decode(dot + 1, strlen(dot + 1), &serial_len);
 	if (aki == NULL || serial_bytes == NULL) {
-		acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "the certID is not base64url");
+		*detail = "the certID is not base64url";
 		goto out;
 	}
-	/* the serial must be a positive DER INTEGER's content octets */
+	/* the serial must be a positive DER INTEGER's content octets, minimal
+	 * (no redundant leading zero): one certificate, one certID */
 	if (serial_len == 0 || (serial_bytes[0] & 0x80) != 0 ||
+	    (serial_len > 1 && serial_bytes[0] == 0 && (serial_bytes[1] & 0x80) == 0) ||
 	    acme_serial_hex(serial_bytes, serial_len, serial) != 0) {
-		acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "the certID's serial is not valid");
+		*detail = "the certID's serial is not valid";
 		goto out;
 	}
-	ski = X509_get0_subject_key_id(ca_issuing_cert(r->door->ca));
+	ski = X509_get0_subject_key_id(ca_issuing_cert(door->ca));
 	if (ski == NULL || (size_t)ASN1_STRING_length(ski) != aki_len ||
 	    memcmp(ASN1_STRING_get0_data(ski), aki, aki_len) != 0) {
+		*detail = "the certID names a certificate this CA did not issue";
+		rc = -2;
+		goto out;
+	}
+	*detail = NULL;
+	rc = 0;
+out:
+	free(aki);
+	free(serial_bytes);
+	return rc;
+}
+
+void
+acme_renewal_info(struct acme_request *r, const char *cert_id)
+{
+	const char *detail = NULL;
+	char serial[41], start[32], end[32];
+	json_t *row = NULL, *body = NULL;
+	int64_t nb, na, s, e, now = (int64_t)time(NULL);
+	int found;
+
+	switch (acme_cert_id_parse(r->door, cert_id, serial, &detail)) {
+	case 0:
+		break;
+	case -2:
 		acme_problem(r, 404, ACME_PROBLEM_MALFORMED, "no such certificate");
+		goto out;
+	default:
+		acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "%s", detail);
 		goto out;
 	}
 	if (db_ensure(r->door->db) != 0) {
@@ -293,7 +320,5 @@ acme_renewal_info(struct acme_request *r, const char *cert_id)
 	(void)http_response_header(r->resp, "Retry-After", ACME_ARI_RETRY_AFTER);
 	acme_reply(r, 200, body, NULL);
 out:
-	free(aki);
-	free(serial_bytes);
 	json_decref(row);
 }
