@@ -29,6 +29,12 @@ python3-cryptography): JWS (ES256 / RS256, jwk or kid), EAB (HS256), CSRs.
     Retry-After) until an administrator approves through the admin API, then
     it is 'valid' and the certificate downloads;
   * key rollover; account deactivation;
+  * RFC 9773 "replaces" (certIDs computed here from the certificate): the
+    account's own certificate once (the order shows it back), a second
+    replacement while the first is live or valid -> alreadyReplaced 409, an
+    expired or invalid replacement no longer blocks, another account's
+    certificate, no shared identifier and malformed certIDs -> malformed,
+    four replacements at once -> one order; each refusal writes nothing;
   * two enrolld instances on one database, requests alternating between them
     (each using the nonce the other handed out): complete issuance.
 """
@@ -252,6 +258,15 @@ def cert_der_of(pem):
 def pem_certs(text):
     return re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", text,
                       re.S)
+
+
+def ari_cert_id(pem):
+    """RFC 9773 §4.1 certID of the (first) certificate in pem, computed here:
+    base64url(AKI keyIdentifier) "." base64url(serial DER content octets)."""
+    cert = x509.load_der_x509_certificate(cert_der_of(pem))
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    sn = cert.serial_number
+    return b64u(aki.key_identifier) + "." + b64u(sn.to_bytes(sn.bit_length() // 8 + 1, "big"))
 
 
 # --------------------------------------------------------------------------
@@ -1079,6 +1094,159 @@ class AcmeApprovalTest(AcmeBase):
         self.assertEqual(o.json["status"], "invalid", o)
         self.assertEqual(o.json["error"]["type"], P + "unauthorized")
         self.assertIn("not today", o.json["error"]["detail"])
+
+
+class AcmeReplacesTest(AcmeBase):
+    """RFC 9773 §5: newOrder "replaces"."""
+
+    def order_row(self, resp):
+        return self.d.sql("SELECT replaces, replaces_certificate_id FROM acme_orders"
+                          " WHERE public_id = '%s'" % resp.headers["location"].rsplit("/", 1)[1])[0]
+
+    def test_replace_own_certificate_once(self):
+        c = self.client()
+        names = ["rep." + self.domain]
+        _, chain, _ = self.issue(c, names)
+        cid = ari_cert_id(chain)
+        serial = "%X" % x509.load_der_x509_certificate(cert_der_of(chain)).serial_number
+        cert_row = self.d.sql("SELECT id FROM certificates WHERE serial = '%s'" % serial)[0][0]
+
+        r = c.new_order(names, {"replaces": cid})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["replaces"], cid)
+        self.assertEqual(self.order_row(r), (cid, cert_row))
+        g = c.get(r.headers["location"])
+        self.assertEqual(g.status, 200, g)
+        self.assertEqual(g.json["replaces"], cid)
+        # an order that replaces nothing says nothing about it
+        plain = c.new_order(names)
+        self.assertEqual(plain.status, 201, plain)
+        self.assertNotIn("replaces", plain.json)
+
+        # the first replacement is live (ready): a second one is refused
+        before = counts(self.d)
+        again = c.new_order(names, {"replaces": cid})
+        self.assertProblem(again, 409, "alreadyReplaced")
+        self.assertNothingStored(before)
+        # ... also once the first replacement is valid (it did replace it)
+        f = c.finalize(r.json, make_csr(Key("ec"), names))
+        self.assertEqual(f.status, 200, f)
+        self.assertEqual(f.json["status"], "valid", f.json)
+        self.assertEqual(f.json["replaces"], cid)
+        before = counts(self.d)
+        self.assertProblem(c.new_order(names, {"replaces": cid}), 409, "alreadyReplaced")
+        self.assertNothingStored(before)
+
+    def test_invalid_or_expired_replacement_does_not_block(self):
+        """A replacement order that reads invalid - expired before it was
+        finalized, or an authorization deactivated - no longer holds the
+        certificate: RFC 9773 counts only orders that are not invalid."""
+        c = self.client()
+        names = ["exp." + self.domain]
+        _, chain, _ = self.issue(c, names)
+        cid = ari_cert_id(chain)
+        first = c.new_order(names, {"replaces": cid})
+        self.assertEqual(first.status, 201, first)
+        self.assertProblem(c.new_order(names, {"replaces": cid}), 409, "alreadyReplaced")
+        # the first replacement expires unfinalized (stored status stays 'ready')
+        self.d.sql("UPDATE acme_orders SET expires_at = now() - interval '1 second'"
+                   " WHERE public_id = '%s'" % first.headers["location"].rsplit("/", 1)[1])
+        self.assertEqual(c.get(first.headers["location"]).json["status"], "invalid")
+        second = c.new_order(names, {"replaces": cid})
+        self.assertEqual(second.status, 201, second)
+        self.assertEqual(self.order_row(first)[1], None, "the expired order kept its claim")
+        self.assertEqual(self.order_row(second)[0], cid)
+        # the second one is invalidated by deactivating its authorization
+        az = second.json["authorizations"][0]
+        d = c.post(az, {"status": "deactivated"})
+        self.assertEqual(d.status, 200, d)
+        self.assertEqual(c.get(second.headers["location"]).json["status"], "invalid")
+        third = c.new_order(names, {"replaces": cid})
+        self.assertEqual(third.status, 201, third)
+        self.assertEqual(self.d.count("acme_orders", "replaces_certificate_id IS NOT NULL"
+                                      " AND replaces = '%s'" % cid), 1)
+
+    def test_another_accounts_certificate(self):
+        owner = self.client()
+        names = ["theirs." + self.domain]
+        _, chain, _ = self.issue(owner, names)
+        cid = ari_cert_id(chain)
+        thief = self.client()
+        before = counts(self.d)
+        r = thief.new_order(names, {"replaces": cid})
+        self.assertProblem(r, 400, "malformed")
+        self.assertIn("no certificate issued to this account", r.json["detail"])
+        self.assertNothingStored(before)
+        # and the owner may still replace it
+        self.assertEqual(owner.new_order(names, {"replaces": cid}).status, 201)
+
+    def test_no_shared_identifier(self):
+        c = self.client()
+        _, chain, _ = self.issue(c, ["one." + self.domain])
+        before = counts(self.d)
+        r = c.new_order(["other." + self.domain], {"replaces": ari_cert_id(chain)})
+        self.assertProblem(r, 400, "malformed")
+        self.assertIn("shares no identifier", r.json["detail"])
+        self.assertNothingStored(before)
+
+    def test_malformed_cert_ids(self):
+        c = self.client()
+        names = ["mal." + self.domain]
+        _, chain, _ = self.issue(c, names)
+        good = ari_cert_id(chain)
+        aki, serial = good.split(".")
+        sn = b64u_dec(serial)
+        unknown = bytes([0x11]) * 16  # a serial we never issued
+        cases = [
+            123,                                   # not a string
+            "",                                    # empty
+            aki,                                   # no dot
+            aki + ".",                             # no serial
+            "." + serial,                          # no key identifier
+            aki + "=." + serial,                   # padded
+            aki + ".!!" + serial,                  # not base64url
+            aki + "." + b64u(b"\x80" + sn[1:]),    # negative serial
+            aki + "." + b64u(b"\x00" + sn),           # a redundant leading zero
+            b64u(b"not our CA key id") + "." + serial,  # another CA
+        ]
+        before = counts(self.d)
+        for bad in cases:
+            r = c.new_order(names, {"replaces": bad})
+            self.assertProblem(r, 400, "malformed")
+        self.assertNothingStored(before)
+        # well-formed, ours, but no such certificate
+        r = c.new_order(names, {"replaces": aki + "." + b64u(unknown)})
+        self.assertProblem(r, 400, "malformed")
+        self.assertIn("no certificate issued to this account", r.json["detail"])
+        self.assertNothingStored(before)
+
+    def test_two_replacements_at_once(self):
+        c = self.client()
+        names = ["race2." + self.domain]
+        _, chain, _ = self.issue(c, names)
+        cid = ari_cert_id(chain)
+        url = c.directory()["newOrder"]
+        payload = {"identifiers": [{"type": "dns", "value": names[0]}], "replaces": cid}
+        bodies = [c.jws(url, payload, nonce=c.new_nonce()) for _ in range(4)]
+        results = [None] * len(bodies)
+        before = counts(self.d)
+
+        def go(i):
+            results[i] = c.post_raw(url, bodies[i])
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(res.status for res in results)
+        self.assertEqual(statuses, [201, 409, 409, 409], results)
+        for res in results:
+            if res.status == 409:
+                self.assertProblem(res, 409, "alreadyReplaced")
+        after = counts(self.d)
+        self.assertEqual(after["acme_orders"], before["acme_orders"] + 1)
+        self.assertEqual(after["acme_authzs"], before["acme_authzs"] + 1)
+        self.assertEqual(self.d.count("acme_orders", "replaces = '%s'" % cid), 1)
 
 
 class AcmeTwoInstancesTest(AcmeBase):
