@@ -780,8 +780,9 @@ store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t p
  *      canonical: certificates.names 'dns:x' / 'ip:x', checked at issuance
  *      against the order's identifiers);
  *   f  releases the claim of the order of that certificate that reads
- *      invalid (SA_ORDER_STATUS: expired unfinalized, an authorization
- *      failed; or processing with its request since declined). The INSERT
+ *      invalid (SA_ORDER_STATUS: stored so - declined, deactivated, refused
+ *      at finalize - or expired unfinalized, or an authorization failed).
+ *      The INSERT
  *      reads f's row count, so f runs first, and the claim it released (a
  *      tuple this statement deleted) no longer conflicts;
  *   o  the order, claiming the certificate; ON CONFLICT DO NOTHING when a
@@ -798,9 +799,7 @@ store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t p
 	" WHERE c.serial = $11 AND c.cert_der IS NOT NULL AND po.account_id = $2::bigint),"       \
 	" f AS (UPDATE acme_orders p SET replaces_certificate_id = NULL"                           \
 	" WHERE p.replaces_certificate_id = (SELECT r.id FROM r WHERE r.shares)"                  \
-	" AND (" SA_ORDER_STATUS("p") " = 'invalid' OR (p.status = 'processing' AND EXISTS"       \
-	" (SELECT 1 FROM certificates d WHERE d.idempotency_key = 'acme-order:' || p.id"          \
-	" AND d.status = 'declined'))) RETURNING 1),"                                              \
+	" AND " SA_ORDER_STATUS("p") " = 'invalid' RETURNING 1),"                                 \
 	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers,"             \
 	" profile_id, term_days, replaces, replaces_certificate_id, not_after, expires_at)"        \
 	" SELECT $1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7, r.id,"                    \

@@ -10,9 +10,11 @@
 -- the claim: of two newOrders replacing one certificate at the same time,
 -- one is stored and the other is answered alreadyReplaced (409).
 --
--- An order stops blocking a replacement once it is invalid - stored so, or
--- read so: expired unfinalized, an authorization failed, its held request
--- declined (RFC 9773: "a different order that is not invalid"). The index
+-- An order stops blocking a replacement once it is invalid - stored so
+-- (declined, deactivated, refused at finalize), or read so: expired before
+-- it was finalized, an authorization failed (RFC 9773: "a different order
+-- that is not invalid"; an order past its expiry without a certificate is
+-- invalid by RFC 8555 7.1.6, whatever its stored status says). The index
 -- cannot say that (it depends on now()), and it does not name status at all:
 -- a column in an index predicate is an indexed column, and every status
 -- change (the finalize trigger of migration 003 among them) would stop being
