@@ -22,6 +22,25 @@
 	"'json', " STORE_CERT_JSON(c) ")"
 
 /*
+ * The domains among the candidates cand (text[], names_candidates()) with an
+ * approved delegation to organization org as a whole or to department dept,
+ * with the union of the delegations' certificate types, as a json array
+ * [{"name","active","dcv","cert_types"}] (policy_domain). Shared by the RA's
+ * facts and the ACME newOrder's (core/store_acme.c).
+ */
+#define RA_DOMAINS_JSON(org, dept, cand) \
+    "(SELECT coalesce(json_agg(json_build_object('name', dm.name," \
+    " 'active', dm.active, 'dcv', dm.dcv_status = 'validated'" \
+    " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now())," \
+    " 'cert_types', x.cert_types)), '[]'::json)" \
+    " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types" \
+    " FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id" \
+    " CROSS JOIN unnest(dl.cert_types) AS t" \
+    " WHERE cd.name = ANY (" cand ") AND dl.state = 'approved' AND dl.org_id = " org \
+    " AND (dl.dept_id IS NULL OR dl.dept_id = " dept ")" \
+    " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id)"
+
+/*
  * The facts as one json value, for organization org, department dept (NULL:
  * none), profile, endpoint (NULL: none), idempotency key (NULL: none) and
  * the candidate domains cand (text[], names_candidates()), each an SQL
@@ -49,16 +68,7 @@
     "'endpoint', (SELECT json_build_object('active', e.active," \
     " 'lists_profile', " profile " = ANY (e.profile_ids))" \
     " FROM endpoints e WHERE e.id = " endpoint ")," \
-    "'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name," \
-    " 'active', dm.active, 'dcv', dm.dcv_status = 'validated'" \
-    " AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now())," \
-    " 'cert_types', x.cert_types)), '[]'::json)" \
-    " FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types" \
-    " FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id" \
-    " CROSS JOIN unnest(dl.cert_types) AS t" \
-    " WHERE cd.name = ANY (" cand ") AND dl.state = 'approved' AND dl.org_id = " org \
-    " AND (dl.dept_id IS NULL OR dl.dept_id = " dept ")" \
-    " GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id)," \
+    "'domains', " RA_DOMAINS_JSON(org, dept, cand) "," \
     "'existing', (SELECT " RA_EXISTING_JSON("c") \
     " FROM certificates c WHERE c.idempotency_key = " key "))"
 /* clang-format on */

@@ -280,16 +280,7 @@ store_acme_hexval(char c)
 	" 'allow_wildcards', p.allow_wildcards, 'require_dcv', p.require_dcv,"                    \
 	" 'require_org_validated', p.require_org_validated,"                                       \
 	" 'allowed', p.allowed_org_ids IS NULL OR " org " = ANY (p.allowed_org_ids)),"            \
-	" 'domains', (SELECT coalesce(json_agg(json_build_object('name', dm.name,"                \
-	" 'active', dm.active, 'dcv', dm.dcv_status = 'validated'"                                 \
-	" AND (dm.dcv_expires_at IS NULL OR dm.dcv_expires_at > now()),"                           \
-	" 'cert_types', x.cert_types)), '[]'::json)"                                               \
-	" FROM (SELECT dl.domain_id, array_agg(DISTINCT t) AS cert_types"                          \
-	" FROM domains cd JOIN delegations dl ON dl.domain_id = cd.id"                             \
-	" CROSS JOIN unnest(dl.cert_types) AS t"                                                   \
-	" WHERE cd.name = ANY (" cand "::text[]) AND dl.state = 'approved'"                        \
-	" AND dl.org_id = " org " AND (dl.dept_id IS NULL OR dl.dept_id = " dept ")"               \
-	" GROUP BY dl.domain_id) x JOIN domains dm ON dm.id = x.domain_id))"
+	" 'domains', " RA_DOMAINS_JSON(org, dept, cand "::text[]") ")"
 
 /* ---------- nonces ---------- */
 
