@@ -774,7 +774,12 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 	 * carry). Without a scope check an unreadable one is answered at once,
 	 * as it always was; with one, the scope is answered first (see ra.h)
 	 * and the CSR after it. */
-	parsed = ra_parse_csr(req, &csr, &csr_result);
+	if (req->parsed_csr != NULL) {
+		csr = *req->parsed_csr; /* borrowed: not freed below */
+		parsed = RA_OK;
+	} else {
+		parsed = ra_parse_csr(req, &csr, &csr_result);
+	}
 	if (scope == NULL && parsed != RA_OK) {
 		memcpy(out, &csr_result, sizeof(*out));
 		rc = parsed;
@@ -853,7 +858,8 @@ out:
 	free(names_lit);
 	json_decref(names);
 	ra_facts_free(&facts);
-	csr_info_free(&csr);
+	if (req->parsed_csr == NULL)
+		csr_info_free(&csr);
 	return rc;
 }
 

@@ -24,6 +24,7 @@
 struct db;
 struct ca;
 struct enrolld_config;
+struct csr_info;
 
 struct enroll_request {
 	const char *protocol;		/* "admin", "acme", "scep", "est" */
@@ -44,6 +45,10 @@ struct enroll_request {
 	 * profile, endpoint and idempotency key, read by the caller in a
 	 * statement it ran anyway (a round trip less per issuance). */
 	const char *facts_json;
+	/* NULL: ra_enroll() parses csr itself. Else csr_parse()'s result for
+	 * exactly csr/csr_len, which the caller made anyway (a CSR signature
+	 * check less per issuance); the caller keeps and frees it. */
+	const struct csr_info *parsed_csr;
 };
 
 enum ra_status {

@@ -54,7 +54,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "acme_door.h"
@@ -461,14 +462,96 @@ acme_nonce_key_forget(const char *sentinel)
 	pthread_mutex_unlock(&acme_nonce_lock);
 }
 
+/*
+ * The nonce HMAC runs twice per request (check, then a fresh nonce). The
+ * one-shot HMAC() fetches HMAC and SHA-256 from the provider store and keys
+ * a new context every call, which cost more than the MAC itself; so each
+ * thread keeps one HMAC-SHA256 context keyed with the key it last saw and
+ * only re-initialises it (EVP_MAC_init() without a key keeps the key). A
+ * different key (rotation) re-keys it. The context and its copy of the key
+ * are freed and cleansed when the thread ends.
+ */
+struct acme_nonce_mac_state {
+	EVP_MAC_CTX *ctx;
+	bool keyed;
+	unsigned char key[STORE_ACME_NONCE_KEY_LEN];
+};
+
+static EVP_MAC *acme_hmac;
+static pthread_key_t acme_nonce_mac_tls;
+static bool acme_nonce_mac_tls_ok;
+
+static void
+acme_nonce_mac_state_free(void *p)
+{
+	struct acme_nonce_mac_state *st = p;
+
+	EVP_MAC_CTX_free(st->ctx);
+	OPENSSL_cleanse(st, sizeof(*st));
+	free(st);
+}
+
+static void
+acme_nonce_mac_once(void)
+{
+	acme_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (acme_hmac == NULL)
+		log_ssl_warnx("EVP_MAC_fetch(HMAC)");
+	acme_nonce_mac_tls_ok = pthread_key_create(&acme_nonce_mac_tls,
+	    acme_nonce_mac_state_free) == 0;
+}
+
+/* This thread's HMAC-SHA256 context, initialised for a new MAC under key,
+ * or NULL (logged). */
+static EVP_MAC_CTX *
+acme_nonce_mac_ctx(const struct store_acme_nonce_key *key)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct acme_nonce_mac_state *st = NULL;
+	OSSL_PARAM params[2];
+
+	if (pthread_once(&once, acme_nonce_mac_once) != 0 || acme_hmac == NULL ||
+	    !acme_nonce_mac_tls_ok)
+		return NULL;
+	st = pthread_getspecific(acme_nonce_mac_tls);
+	if (st == NULL) {
+		if ((st = calloc(1, sizeof(*st))) == NULL)
+			return NULL;
+		if ((st->ctx = EVP_MAC_CTX_new(acme_hmac)) == NULL ||
+		    pthread_setspecific(acme_nonce_mac_tls, st) != 0) {
+			log_ssl_warnx("EVP_MAC_CTX_new(nonce HMAC)");
+			acme_nonce_mac_state_free(st);
+			return NULL;
+		}
+	}
+	if (st->keyed && CRYPTO_memcmp(st->key, key->key, sizeof(st->key)) == 0) {
+		if (EVP_MAC_init(st->ctx, NULL, 0, NULL) == 1)
+			return st->ctx;
+	} else {
+		st->keyed = false;
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (EVP_MAC_init(st->ctx, key->key, sizeof(key->key), params) == 1) {
+			memcpy(st->key, key->key, sizeof(st->key));
+			st->keyed = true;
+			return st->ctx;
+		}
+	}
+	st->keyed = false;
+	log_ssl_warnx("EVP_MAC_init(nonce HMAC)");
+	return NULL;
+}
+
 static void
 acme_nonce_mac(const struct store_acme_nonce_key *key, const unsigned char *in,
     unsigned char mac[EVP_MAX_MD_SIZE])
 {
-	unsigned int mac_len = 0;
+	EVP_MAC_CTX *ctx = acme_nonce_mac_ctx(key);
+	size_t mac_len = 0;
 
-	if (HMAC(EVP_sha256(), key->key, (int)sizeof(key->key), in, ACME_NONCE_MAC_INPUT, mac,
-		&mac_len) == NULL)
+	if (ctx == NULL || EVP_MAC_update(ctx, in, ACME_NONCE_MAC_INPUT) != 1 ||
+	    EVP_MAC_final(ctx, mac, &mac_len, EVP_MAX_MD_SIZE) != 1 ||
+	    mac_len < ACME_NONCE_RAW - ACME_NONCE_MAC_INPUT)
 		memset(mac, 0, EVP_MAX_MD_SIZE); /* never verifies: a fresh one is random */
 }
 

@@ -22,6 +22,7 @@
  */
 #include "acme/acme_jws.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1139,6 +1140,33 @@ out:
 	return der;
 }
 
+/* The digests JWS signatures use, fetched once: naming one per call
+ * (EVP_DigestVerifyInit_ex) fetches it from the provider store every time. */
+static const char *const acme_jws_digest_names[] = { "SHA256", "SHA384", "SHA512" };
+static EVP_MD *acme_jws_digests[3];
+
+static void
+acme_jws_digests_fetch(void)
+{
+	for (size_t i = 0; i < 3; i++)
+		acme_jws_digests[i] = EVP_MD_fetch(NULL, acme_jws_digest_names[i], NULL);
+}
+
+/* The fetched digest called name, NULL for none (Ed25519). Should the
+ * fetch have failed, NULL too: the verify init then fails (logged). */
+static const EVP_MD *
+acme_jws_digest(const char *name)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (name == NULL || pthread_once(&once, acme_jws_digests_fetch) != 0)
+		return NULL;
+	for (size_t i = 0; i < 3; i++)
+		if (strcmp(name, acme_jws_digest_names[i]) == 0)
+			return acme_jws_digests[i];
+	return NULL;
+}
+
 int
 acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
     size_t detail_len)
@@ -1206,7 +1234,8 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
 	}
-	if (EVP_DigestVerifyInit_ex(md_ctx, NULL, digest, NULL, NULL, key, NULL) != 1) {
+	if ((digest != NULL && acme_jws_digest(digest) == NULL) ||
+	    EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
 		log_ssl_warnx("EVP_DigestVerifyInit_ex(%s)", acme_jws_algorithms[jws->alg]);
 		acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "cannot verify %s", acme_jws_algorithms[jws->alg]);

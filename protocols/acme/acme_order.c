@@ -1102,6 +1102,7 @@ acme_finalize(struct acme_request *r)
 	er.idempotency_key = key;
 	er.comment = comment;
 	er.facts_json = r->facts; /* read with the order: one round trip less */
+	er.parsed_csr = &csr; /* parsed and checked above: not again */
 	rs = ra_enroll(r->door->db, r->door->ca, r->door->cfg, &er, &res);
 	switch (rs) {
 	case RA_OK:
