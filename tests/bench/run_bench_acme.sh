@@ -37,8 +37,10 @@
 # authorization, finalize, certificate; pebble adds the challenge, its polls
 # and an order poll); "drv ms/iss" is the driver's own CPU per issuance. The
 # driver shares the machine with the servers. A STALLED run is one where the
-# server stopped answering (pebble's deadlock); its rate counts what it
-# issued before.
+# server stopped answering (pebble's deadlock): "iss/s" counts what it issued
+# before over the whole window, and the ratios compare against its rate up to
+# its last answer (issued / seconds until the stall), the fairest figure a
+# stalled run has.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -274,6 +276,13 @@ try:
                     print("  %-7s c=%-3d run %d: driver failed (see above)" % (s, conc, i + 1),
                           flush=True)
                     continue
+                # the rate while the server answered: a run that stalled
+                # (pebble's deadlock) counts its issuances over the time
+                # before the stall, not over the whole window
+                r["live_rate"] = r["rate"]
+                if r["stalled"]:
+                    r["live_rate"] = (r["issued"] / r["stalled_at_s"]
+                                      if r["stalled_at_s"] >= 1.0 else float("nan"))
                 results[s].append(r)
                 stall = ""
                 if r["stalled"]:
@@ -286,6 +295,8 @@ try:
         for s in servers:
             if results[s]:
                 med[(s, conc)] = {f: statistics.median(r[f] for r in results[s]) for f in fields}
+                live = [r["live_rate"] for r in results[s] if r["live_rate"] == r["live_rate"]]
+                med[(s, conc)]["live_rate"] = statistics.median(live) if live else 0.0
                 stalls[(s, conc)] = sum(1 for r in results[s] if r["stalled"])
 
     print()
@@ -312,11 +323,16 @@ try:
             if not e or not p:
                 continue
             rate = "x%.2f" % (e["rate"] / p["rate"]) if p["rate"] > 0 else "n/a"
+            if stalls.get(("pebble", conc)):
+                # against what pebble did while it still answered
+                rate = ("x%.2f (pebble %.0f/s until it stalled)"
+                        % (e["rate"] / p["live_rate"], p["live_rate"])
+                        if p["live_rate"] > 0 else "n/a")
             cpu = ("x%.2f" % (e["cpu_ms_per_issue"] / p["cpu_ms_per_issue"])
                    if p["cpu_ms_per_issue"] > 0 and e["cpu_ms_per_issue"] > 0 else "n/a")
             note = ""
             if stalls.get(("pebble", conc)):
-                note = "   (pebble stalled in %d of %d runs: its figures end at the stall)" % (
+                note = "   (pebble stalled in %d of %d runs: rate and CPU up to the stall)" % (
                     stalls[("pebble", conc)], runs)
             print("  %3d flows: issuance rate %s   CPU per issuance %s%s" % (conc, rate, cpu, note))
         top = max(concs)
