@@ -16,7 +16,10 @@
  *   - a canonical IP is a fixed point;
  *   - a canonical e-mail is a fixed point and contains exactly one '@';
  *   - name_in_domain(name, domain) implies name (without "*.") equals domain
- *     or ends in "." + domain: nothing outside a domain is ever inside it.
+ *     or ends in "." + domain: nothing outside a domain is ever inside it;
+ *   - names_candidates() of a canonical name lists every domain the name is
+ *     inside (the policy facts load only those: one left out would wrongly
+ *     refuse), and of any input is a well-formed text[] literal.
  * The input is split at the first NUL byte into a name and a domain.
  */
 #include <stdint.h>
@@ -97,6 +100,47 @@ fuzz_check_in_domain(const char *name, const char *domain)
 		abort();
 }
 
+/* Is "domain" one of the quoted elements of text[] literal lit? */
+static int
+fuzz_literal_has(const char *lit, const char *domain)
+{
+	size_t dlen = strlen(domain);
+	const char *p = lit;
+
+	while ((p = strchr(p, '"')) != NULL) {
+		const char *end = strchr(p + 1, '"');
+
+		if (end == NULL)
+			abort(); /* unbalanced quotes */
+		if ((size_t)(end - p - 1) == dlen && memcmp(p + 1, domain, dlen) == 0)
+			return 1;
+		p = end + 1;
+	}
+	return 0;
+}
+
+static void
+fuzz_check_candidates(enum name_kind kind, const char *value, const char *domain)
+{
+	struct req_name n;
+	char *lit;
+	size_t len;
+
+	n.kind = kind;
+	if (strlen(value) >= sizeof(n.value))
+		return;
+	memcpy(n.value, value, strlen(value) + 1);
+	lit = names_candidates(&n, 1);
+	if (lit == NULL)
+		return;
+	len = strlen(lit);
+	if (len < 2 || lit[0] != '{' || lit[len - 1] != '}')
+		abort();
+	if (domain != NULL && !fuzz_literal_has(lit, domain))
+		abort();
+	free(lit);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -122,8 +166,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_in_domain(buf, domain);
 	/* canonical text, the way policy calls it */
 	if (name_dns_canonical(buf, cname, sizeof(cname)) == 0 &&
-	    name_dns_canonical(domain, cdomain, sizeof(cdomain)) == 0)
+	    name_dns_canonical(domain, cdomain, sizeof(cdomain)) == 0) {
 		fuzz_check_in_domain(cname, cdomain);
+		fuzz_check_candidates(NAME_DNS, cname,
+		    name_in_domain(cname, cdomain) && !name_is_wildcard(cdomain) ? cdomain : NULL);
+	}
+	/* raw text of every kind: never a broken literal */
+	fuzz_check_candidates(NAME_DNS, buf, NULL);
+	fuzz_check_candidates(NAME_EMAIL, buf, NULL);
+	fuzz_check_candidates(NAME_IP, buf, NULL);
 
 	free(buf);
 	return 0;
