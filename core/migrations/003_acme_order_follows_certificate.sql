@@ -9,6 +9,10 @@
 -- in a second statement, and every read of an order first "settled" it
 -- against its certificate row (an UPDATE inside each order read). Now an
 -- order is never behind its certificate, and reading one writes nothing.
+--
+-- Only the ACME door writes keys starting 'acme-order:' (always followed by
+-- the order's id); the admin API namespaces its Idempotency-Key values as
+-- 'admin:<admin id>:<key>', so no other request can name an ACME order.
 CREATE FUNCTION acme_order_follow_certificate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
