@@ -48,7 +48,8 @@ struct enrolld_config {
 	/* [daemon] */
 	char state_dir[PATH_MAX];  /* default /var/lib/enrolld */
 	char user[64];		   /* drop to this user when started as root; default "enrolld" */
-	int workers;		   /* worker threads, each with its own db connection; default 8 */
+	int workers;		   /* worker threads, each with its own db connection;
+				      default config_default_workers() */
 	int queue_max;		   /* pending requests before 503; default 1024 */
 	size_t max_body;	   /* bytes; default 1 MiB */
 	char log_level[16];	   /* debug, info, warn, error; default info */
@@ -88,6 +89,8 @@ struct enrolld_config {
 	int n_listeners;
 };
 
+/* The default number of request workers: two per online CPU, 4 to 64. */
+int config_default_workers(void);
 void config_defaults(struct enrolld_config *cfg);
 /* Reads `path` over the defaults. Returns 0, or -1 with a message naming file
  * and line in err. */

@@ -79,7 +79,9 @@ ap.add_argument("--concurrency", default="4 16 64")
 ap.add_argument("--servers", default="enrolld pebble")
 ap.add_argument("--external", action="store_true",
                 help="external PostgreSQL (a local throw-away cluster) instead of embedded")
-ap.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "8")))
+# default: the daemon's own (core/config.c, config_default_workers())
+ap.add_argument("--workers", type=int, default=int(os.environ.get(
+    "WORKERS", str(2 * min(max(os.cpu_count() or 2, 2), 32)))))
 ap.add_argument("--log-level", default="warn")
 args = ap.parse_args()
 runs = 1 if args.quick else max(1, args.runs)

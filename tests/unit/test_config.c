@@ -26,7 +26,7 @@ struct config_case {
 
 static const struct config_case cases[] = {
 	{ "empty text gives every default", "", NULL, {
-		"state_dir=/var/lib/enrolld", "user=enrolld", "workers=8", "queue_max=1024",
+		"state_dir=/var/lib/enrolld", "user=enrolld", "workers=@auto", "queue_max=1024",
 		"max_body=1048576", "log_level=info", "public_url=https://localhost:8443",
 		"database_url=", "ca_key_type=ec-p256", "ca_root_days=3650",
 		"ca_issuing_days=1825", "crl_days=7", "tls_names=localhost,127.0.0.1,::1",
@@ -71,7 +71,7 @@ static const struct config_case cases[] = {
 	{ "acme key twice", "[acme]\nvalidation_workers = 2\nvalidation_workers = 3\n",
 		"test.conf:3: key 'validation_workers': already set on line 2", { NULL } },
 	{ "comments and blank lines", "# a comment\n; another\n\n   \n[daemon]\n  # indented\n", NULL,
-		{ "workers=8", NULL } },
+		{ "workers=@auto", NULL } },
 	{ "daemon keys", "[daemon]\nstate_dir = /srv/e\nuser = ra\nworkers = 12\nqueue_max=5\n"
 		"max_body = 2M\nlog_level = debug\npublic_url = https://ra.example:9443/\n", NULL,
 		{ "state_dir=/srv/e", "user=ra", "workers=12", "queue_max=5",
@@ -236,7 +236,8 @@ static int
 run_case(const struct config_case *c)
 {
 	struct enrolld_config *cfg = NULL, *before = NULL;
-	char err[512], got[PATH_MAX + 200], fname[64];
+	char err[512], got[PATH_MAX + 200], fname[64], auto_workers[16];
+	const char *want;
 	int rc, i, ok = 0;
 
 	cfg = malloc(sizeof(*cfg));
@@ -282,8 +283,17 @@ run_case(const struct config_case *c)
 			printf("FAIL %s: test names unknown field %s\n", c->name, fname);
 			goto out;
 		}
-		if (strcmp(got, eq + 1) != 0) {
-			printf("FAIL %s: %s is \"%s\", expected \"%s\"\n", c->name, fname, got, eq + 1);
+		want = eq + 1;
+		if (strcmp(want, "@auto") == 0) {
+			/* the default workers: two per online CPU, 4 to 64 */
+			long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+			cpus = cpus < 2 ? 2 : cpus > 32 ? 32 : cpus;
+			snprintf(auto_workers, sizeof(auto_workers), "%ld", 2 * cpus);
+			want = auto_workers;
+		}
+		if (strcmp(got, want) != 0) {
+			printf("FAIL %s: %s is \"%s\", expected \"%s\"\n", c->name, fname, got, want);
 			goto out;
 		}
 	}
