@@ -1047,6 +1047,70 @@ class AcmeAdminTest(AcmeBase):
         self.assertEqual(c.new_order(["adm." + self.domain]).status, 201)
 
 
+class AcmeUpgradeTest(AcmeBase):
+    """Orders finalized before migration 003 (which made an order follow its
+    certificate row in the same transaction) are settled once by it: an
+    issued order whose own update was lost becomes valid, a held one whose
+    request was declined since becomes invalid with the reason. The schema
+    is taken back to 002 by hand, the rows put in that state, and the
+    daemon restarted to migrate again."""
+
+    def test_migration_003_settles_older_orders(self):
+        d = self.d
+        t = et.setup_tenant(d, domain="upg-%s.test" % secrets.token_hex(3),
+                            requires_approval=True)
+        validate_domain(d, t["domain_id"])
+        ep = make_endpoint(d, t, settings={"skip_challenges_when_dcv_validated": True})
+        c = AcmeClient(d, ep["name"])
+        self.assertEqual(c.register(eab=make_eab(d, int(ep["id"]))).status, 201)
+        # a held order, and one whose request an administrator approves (issued)
+        urls = {}
+        for tag in ("held", "issued"):
+            names = ["%s.%s" % (tag, t["domain"])]
+            r = c.new_order(names)
+            self.assertEqual(r.status, 201, r)
+            f = c.finalize(r.json, make_csr(Key("ec"), names))
+            self.assertEqual(f.json["status"], "processing", f.json)
+            urls[tag] = r.headers["location"]
+        pid = {k: v.rsplit("/", 1)[1] for k, v in urls.items()}
+        cert = {k: int(d.sql("SELECT certificate_id FROM acme_orders WHERE public_id = '%s'"
+                             % v)[0][0]) for k, v in pid.items()}
+        et.expect(d.api("POST", "/api/v1/certificates/%d/approve" % cert["issued"], {}), 200, 201)
+        d.stop()
+        # back to the schema of 002, with the orders as a 002 daemon left them
+        d.sql("DROP TRIGGER acme_order_follow_certificate ON certificates;"
+              " DROP TRIGGER acme_order_follow_certificate_decision ON certificates;"
+              " DROP FUNCTION acme_order_follow_certificate();"
+              " ALTER TABLE acme_orders DROP COLUMN replaces_certificate_id;"
+              " ALTER TABLE acme_orders RESET (fillfactor);"
+              " CREATE INDEX acme_orders_certificate_idx ON acme_orders (certificate_id)"
+              " WHERE certificate_id IS NOT NULL;"
+              " DELETE FROM schema_migrations WHERE name LIKE '003%' OR name LIKE '004%'")
+        d.sql("UPDATE acme_orders SET status = 'ready', certificate_id = NULL"
+              " WHERE public_id = '%s'" % pid["issued"])
+        d.sql("UPDATE acme_orders SET status = 'processing' WHERE public_id = '%s'"
+              % pid["held"])
+        d.sql("UPDATE certificates SET status = 'declined', decline_reason = 'not in 2026'"
+              " WHERE id = %d" % cert["held"])
+        self.assertEqual(d.sql("SELECT status FROM acme_orders WHERE public_id = '%s'"
+                               % pid["issued"])[0][0], "ready")
+        d.start()
+        self.assertEqual(d.count("schema_migrations", "name LIKE '003%' OR name LIKE '004%'"), 2)
+        rows = dict((r[0], r[1:]) for r in d.sql(
+            "SELECT public_id, status, certificate_id, error->>'type', error->>'detail'"
+            " FROM acme_orders WHERE public_id IN ('%s', '%s')" % (pid["issued"], pid["held"])))
+        self.assertEqual(rows[pid["issued"]][:2], ("valid", str(cert["issued"])))
+        self.assertEqual(rows[pid["held"]][0], "invalid")
+        self.assertEqual(rows[pid["held"]][2], P + "unauthorized")
+        self.assertIn("not in 2026", rows[pid["held"]][3])
+        # and the client sees the same
+        c.nonce = None
+        o = c.get(urls["issued"])
+        self.assertEqual(o.json["status"], "valid", o.json)
+        self.assertEqual(c.get(o.json["certificate"]).status, 200)
+        self.assertEqual(c.get(urls["held"]).json["status"], "invalid")
+
+
 class AcmeApprovalTest(AcmeBase):
 
     def test_order_processing_until_approved(self):
