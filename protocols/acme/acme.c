@@ -542,7 +542,11 @@ acme_nonce_mac_ctx(const struct store_acme_nonce_key *key)
 	return NULL;
 }
 
-static void
+/* The MAC of a nonce's first ACME_NONCE_MAC_INPUT bytes into mac. 0, or -1
+ * (logged): then there is no nonce to hand out and none is accepted - a
+ * failed MAC must never stand in for one (two failures would compare
+ * equal). */
+static int
 acme_nonce_mac(const struct store_acme_nonce_key *key, const unsigned char *in,
     unsigned char mac[EVP_MAX_MD_SIZE])
 {
@@ -551,8 +555,12 @@ acme_nonce_mac(const struct store_acme_nonce_key *key, const unsigned char *in,
 
 	if (ctx == NULL || EVP_MAC_update(ctx, in, ACME_NONCE_MAC_INPUT) != 1 ||
 	    EVP_MAC_final(ctx, mac, &mac_len, EVP_MAX_MD_SIZE) != 1 ||
-	    mac_len < ACME_NONCE_RAW - ACME_NONCE_MAC_INPUT)
-		memset(mac, 0, EVP_MAX_MD_SIZE); /* never verifies: a fresh one is random */
+	    mac_len < ACME_NONCE_RAW - ACME_NONCE_MAC_INPUT) {
+		log_ssl_warnx("nonce HMAC");
+		OPENSSL_cleanse(mac, EVP_MAX_MD_SIZE);
+		return -1;
+	}
+	return 0;
 }
 
 /* A new nonce (base64url text, newly allocated), or NULL. */
@@ -573,7 +581,8 @@ acme_nonce_new(struct door_context *door)
 	}
 	for (i = 0; i < 8; i++)
 		raw[16 + i] = (unsigned char)(now >> (56 - 8 * i));
-	acme_nonce_mac(&key, raw, mac);
+	if (acme_nonce_mac(&key, raw, mac) != 0)
+		goto out;
 	memcpy(raw + ACME_NONCE_MAC_INPUT, mac, ACME_NONCE_RAW - ACME_NONCE_MAC_INPUT);
 	text = acme_b64url_encode(raw, sizeof(raw));
 out:
@@ -582,7 +591,8 @@ out:
 }
 
 /* Checks a nonce's MAC and age (not yet whether it was used). 1 with
- * *expires and the key's sentinel, 0 when bad, -1 when no key could be had. */
+ * *expires and the key's sentinel, 0 when bad, -1 when no key or no MAC
+ * could be had. */
 static int
 acme_nonce_check(struct door_context *door, const char *nonce, int64_t *expires,
     char sentinel[STORE_ACME_SENTINEL_LEN])
@@ -599,7 +609,10 @@ acme_nonce_check(struct door_context *door, const char *nonce, int64_t *expires,
 	raw = acme_b64url_decode(nonce, strlen(nonce), &raw_len);
 	if (raw == NULL || raw_len != ACME_NONCE_RAW)
 		goto out;
-	acme_nonce_mac(&key, raw, mac);
+	if (acme_nonce_mac(&key, raw, mac) != 0) {
+		rc = -1; /* answered as a server failure, not as badNonce */
+		goto out;
+	}
 	if (CRYPTO_memcmp(mac, raw + ACME_NONCE_MAC_INPUT, ACME_NONCE_RAW - ACME_NONCE_MAC_INPUT) !=
 	    0)
 		goto out;
