@@ -358,44 +358,22 @@ acme_order_identifiers(struct acme_request *r, const json_t *list, struct acme_i
 	return n;
 }
 
-/* '{"a.b.example.com","b.example.com","example.com","com","192.0.2.1"}': every
- * suffix of every name, the domains that could decide for it. Newly
+/* The candidate domains of the identifiers (names_candidates(): every
+ * suffix of each name, addresses as they are), as a text[] literal. Newly
  * allocated, or NULL. */
 static char *
 acme_candidates(const struct acme_ident *ids, int n)
 {
-	size_t cap = 3, used = 0;
+	struct req_name *names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
 	char *out = NULL;
 	int i;
 
-	/* exactly: each suffix quoted plus a comma */
-	for (i = 0; i < n; i++) {
-		const char *s = ids[i].base;
-
-		for (;;) {
-			cap += strlen(s) + 3;
-			if (ids[i].name.kind != NAME_DNS || (s = strchr(s, '.')) == NULL)
-				break;
-			s++;
-		}
-	}
-	out = malloc(cap);
-	if (out == NULL)
+	if (names == NULL)
 		return NULL;
-	out[used++] = '{';
-	for (i = 0; i < n; i++) {
-		const char *s = ids[i].base;
-
-		for (;;) {
-			used += (size_t)snprintf(out + used, cap - used, "%s\"%s\"",
-			    used > 1 ? "," : "", s);
-			if (ids[i].name.kind != NAME_DNS || (s = strchr(s, '.')) == NULL)
-				break;
-			s++;
-		}
-	}
-	out[used++] = '}';
-	out[used] = '\0';
+	for (i = 0; i < n; i++)
+		names[i] = ids[i].name;
+	out = names_candidates(names, (size_t)n);
+	free(names);
 	return out;
 }
 
