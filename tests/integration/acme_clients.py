@@ -272,6 +272,54 @@ class AcmeTenant:
 # Running clients
 
 
+class RealClientTestCase(et.EnrolldTestCase):
+    """One enrolld set up for a real ACME client (CLIENT: the command name,
+    PACKAGE: its Debian package): challenge ports of its own, a
+    pebble-challtestsrv as the DNS server validation asks, an ACME tenant
+    (cls.tenant), the DNS hook scripts (cls.auth_hook, cls.cleanup_hook,
+    cls.exec_path) and their log (cls.hook_log). Subclasses add their
+    client in client_setup(); everything is torn down on a failure."""
+
+    CLIENT = None
+    PACKAGE = None
+
+    @classmethod
+    def client_setup(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        missing = have_tools(cls.CLIENT, "pebble-challtestsrv", "openssl")
+        if missing:
+            raise RuntimeError("not installed: %s (Debian packages %s, pebble)"
+                               % (", ".join(missing), cls.PACKAGE))
+        cls.tmp_clients = et.make_tempdir("enrolld-%s-" % cls.CLIENT)
+        cls.dns = ChallTestSrv(cls.tmp_clients)
+        try:
+            cls.http_port = et.free_port()
+            cls.tls_port = et.free_port()
+            cls.enrolld_args = {"config_extra": acme_config(cls.http_port, cls.tls_port,
+                                                            cls.dns)}
+            super().setUpClass()
+            cls.tenant = AcmeTenant(cls.d)
+            cls.hook_log = os.path.join(cls.tmp_clients, "hook.log")
+            cls.auth_hook, cls.cleanup_hook, cls.exec_path = write_dns_hooks(cls.tmp_clients)
+            cls.client_setup()
+        except BaseException:
+            cls.dns.close()
+            if cls.d is not None:
+                cls.d.close()
+                cls.d = None
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.dns.close()
+
+
 class ClientRun:
     """The outcome of one client run: rc, output (stdout + stderr), cmd."""
 

@@ -25,7 +25,6 @@ issuing`, and its subject O/OU against the organization/department.
 """
 
 import base64
-import os
 import re
 import secrets
 
@@ -33,44 +32,18 @@ import acme_clients as ac
 import enrolld_test as et
 
 
-class CertbotTest(et.EnrolldTestCase):
+class CertbotTest(ac.RealClientTestCase):
+
+    CLIENT = "certbot"
+    PACKAGE = "certbot"
 
     @classmethod
-    def setUpClass(cls):
-        missing = ac.have_tools("certbot", "pebble-challtestsrv", "openssl")
-        if missing:
-            raise RuntimeError("not installed: %s (Debian packages certbot, pebble)"
-                               % ", ".join(missing))
-        cls.tmp_clients = et.make_tempdir("enrolld-certbot-")
-        cls.dns = ac.ChallTestSrv(cls.tmp_clients)
-        try:
-            cls.http_port = et.free_port()
-            cls.tls_port = et.free_port()
-            cls.enrolld_args = {"config_extra": ac.acme_config(cls.http_port, cls.tls_port,
-                                                               cls.dns)}
-            super().setUpClass()
-            d = cls.d
-            cls.tenant = ac.AcmeTenant(d)
-            cls.kid, cls.hmac = cls.tenant.eab()
-            cls.certbot = ac.Certbot(d, cls.tenant.directory, cls.tmp_clients, cls.http_port)
-            cls.registration = cls.certbot.register(cls.kid, cls.hmac)
-            cls.hook_log = os.path.join(cls.tmp_clients, "hook.log")
-            cls.auth_hook, cls.cleanup_hook, _ = ac.write_dns_hooks(cls.tmp_clients)
-            cls.hook_env = {"CHALLTESTSRV_URL": cls.dns.management_url,
-                            "HOOK_LOG": cls.hook_log}
-        except BaseException:
-            cls.dns.close()
-            if cls.d is not None:
-                cls.d.close()
-                cls.d = None
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.dns.close()
+    def client_setup(cls):
+        cls.kid, cls.hmac = cls.tenant.eab()
+        cls.certbot = ac.Certbot(cls.d, cls.tenant.directory, cls.tmp_clients, cls.http_port)
+        cls.registration = cls.certbot.register(cls.kid, cls.hmac)
+        cls.hook_env = {"CHALLTESTSRV_URL": cls.dns.management_url,
+                        "HOOK_LOG": cls.hook_log}
 
     # -- helpers
 

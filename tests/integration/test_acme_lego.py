@@ -20,7 +20,6 @@ department (--eab --kid --hmac).
     order is stored.
 """
 
-import os
 import re
 import secrets
 
@@ -28,38 +27,10 @@ import acme_clients as ac
 import enrolld_test as et
 
 
-class LegoTest(et.EnrolldTestCase):
+class LegoTest(ac.RealClientTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        missing = ac.have_tools("lego", "pebble-challtestsrv", "openssl")
-        if missing:
-            raise RuntimeError("not installed: %s (Debian packages lego, pebble)"
-                               % ", ".join(missing))
-        cls.tmp_clients = et.make_tempdir("enrolld-lego-")
-        cls.dns = ac.ChallTestSrv(cls.tmp_clients)
-        try:
-            cls.http_port = et.free_port()
-            cls.tls_port = et.free_port()
-            cls.enrolld_args = {"config_extra": ac.acme_config(cls.http_port, cls.tls_port,
-                                                               cls.dns)}
-            super().setUpClass()
-            cls.tenant = ac.AcmeTenant(cls.d)
-            cls.hook_log = os.path.join(cls.tmp_clients, "hook.log")
-            _auth, _cleanup, cls.exec_path = ac.write_dns_hooks(cls.tmp_clients)
-        except BaseException:
-            cls.dns.close()
-            if cls.d is not None:
-                cls.d.close()
-                cls.d = None
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.dns.close()
+    CLIENT = "lego"
+    PACKAGE = "lego"
 
     # -- helpers
 
