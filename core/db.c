@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ struct db_conn {
 	const char *prepared[DB_MAX_PREPARED];
 	int n_prepared;
 };
+
+/* Connections made by this process: each one's db->conn_id. */
+static _Atomic uint64_t db_connections_made;
 
 static struct db_conn *db_conn_of(struct db *db)
 {
@@ -238,6 +242,7 @@ int db_ensure(struct db *db)
 	/* NOTICEs ("relation already exists, skipping") go to the debug log
 	 * instead of libpq's default, a bare line on stderr. */
 	PQsetNoticeProcessor(db->conn, db_notice, NULL);
+	db->conn_id = atomic_fetch_add(&db_connections_made, 1) + 1;
 	dc->next_attempt_ms = 0;
 	db_set_sqlstate(db, "");
 	return 0;

@@ -22,6 +22,11 @@ struct db {
 	PGconn *conn;
 	char *conninfo;
 	bool broken;
+	/* Unique in the process for each connection made (0: none yet): what
+	 * was learnt on one connection (store_acme's nonce sentinel check)
+	 * is tied to it, not to the PGconn address, which a reconnect may
+	 * reuse. */
+	uint64_t conn_id;
 	/* SQLSTATE of the last failed statement ("23505" unique violation, ...)
 	 * or "" */
 	char last_sqlstate[6];

@@ -39,7 +39,9 @@ enum store_acme_stmt {
 	SA_NONCE_KEY_LOAD,
 	SA_NONCE_KEY_ROTATE,
 	SA_NONCE_PRUNE,
+	SA_NONCE_SENTINEL,
 	SA_AUTH,
+	SA_AUTH_JWK,
 	SA_AUTH_ORDER,
 	SA_AUTH_AUTHZ,
 	SA_AUTH_CHALL,
@@ -72,7 +74,9 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_nonce_key_load",
 	"enrolld_acme_nonce_key_rotate",
 	"enrolld_acme_nonce_prune",
+	"enrolld_acme_nonce_sentinel",
 	"enrolld_acme_auth",
+	"enrolld_acme_auth_jwk",
 	"enrolld_acme_auth_order",
 	"enrolld_acme_auth_authz",
 	"enrolld_acme_auth_chall",
@@ -110,6 +114,7 @@ store_acme_cold(enum store_acme_stmt stmt)
 	case SA_NONCE_KEY_LOAD:
 	case SA_NONCE_KEY_ROTATE:
 	case SA_NONCE_PRUNE:
+	case SA_NONCE_SENTINEL:
 	case SA_ACCOUNT_KEY_CHANGE:
 	case SA_ACCOUNT_BY_KEY:
 	case SA_EAB_CREATE:
@@ -408,28 +413,55 @@ out:
 
 /* ---------- authentication ---------- */
 
-/* $1 nonce, $2 its expiry, $3 sentinel, $4 endpoint, $5 account id, $6
- * thumbprint; the object statements add $7 public id (newOrder's facts: $7
- * profile, $8 candidate domains).
+/* $1 nonce, $2 its expiry, $3 endpoint, $4 the account: its id (kid) or
+ * its key's thumbprint (jwk, STORE_ACME_OBJ_NONE only); the object
+ * statements add $5 public id (newOrder's facts: $5 profile, $6 candidate
+ * domains).
  *
  * Every statement here must plan the same whatever its parameters: a
  * prepared statement whose generic plan looks costlier than the plans made
  * for its actual parameters is planned afresh on EVERY execution, and
  * planning these costs several times running them (measured). So the
  * occasional prune of expired nonces is a statement of its own, not a
- * "$n AND ..." branch here. */
+ * "$n AND ..." branch here, and the two ways to name the account are two
+ * statements, not one coalesce() of both lookups.
+ *
+ * The account comes as plain columns (SA_AUTH_ACCOUNT_COLS, in the order
+ * of enum store_acme_auth_col), the object as JSON text after them. */
 #define SA_AUTH_WITH                                                                               \
 	"WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"                                   \
 	" VALUES ($1, to_timestamp($2::double precision))"                                         \
 	" ON CONFLICT (nonce) DO NOTHING RETURNING 1)"
 
 #define SA_AUTH_SELECT                                                                             \
-	" SELECT EXISTS (SELECT 1 FROM n),"                                                        \
-	" EXISTS (SELECT 1 FROM acme_nonces s WHERE s.nonce = $3),"                                \
-	" coalesce((SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"                          \
-	" WHERE a.id = $5::bigint AND a.endpoint_id = $4::bigint),"                                \
-	" (SELECT " SA_ACCOUNT_JSON("a") " FROM acme_accounts a"                                   \
-	" WHERE a.endpoint_id = $4::bigint AND a.key_thumbprint = $6::text))::text"
+	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.jwk::text,"     \
+	" a.key_thumbprint, to_json(a.contact)::text, a.tos_agreed, a.eab_key_id, "              \
+	SA_TS("a.created_at")
+
+/* One row, with or without an account. */
+#define SA_AUTH_FROM_KID                                                                           \
+	" FROM (VALUES (1)) AS one LEFT JOIN acme_accounts a"                                      \
+	" ON a.id = $4::bigint AND a.endpoint_id = $3::bigint"
+
+#define SA_AUTH_FROM_JWK                                                                           \
+	" FROM (VALUES (1)) AS one LEFT JOIN acme_accounts a"                                      \
+	" ON a.endpoint_id = $3::bigint AND a.key_thumbprint = $4::text"
+
+enum store_acme_auth_col {
+	SA_COL_NONCE_FRESH,
+	SA_COL_ID,
+	SA_COL_STATUS,
+	SA_COL_ORG_ID,
+	SA_COL_DEPT_ID,
+	SA_COL_JWK,
+	SA_COL_THUMBPRINT,
+	SA_COL_CONTACT,
+	SA_COL_TOS_AGREED,
+	SA_COL_EAB_KEY_ID,
+	SA_COL_CREATED_AT,
+	SA_COL_OBJECT,
+	SA_COL_FACTS,
+};
 
 /* The candidate domains (names_candidates()) of order o's identifiers,
  * which finalize holds equal to the CSR's names: every label-aligned suffix
@@ -439,23 +471,24 @@ out:
 	".identifiers) i CROSS JOIN LATERAL string_to_array(i->>'value', '.') AS l"                \
 	" CROSS JOIN LATERAL generate_subscripts(l, 1) AS k)"
 
-/* The order with public id $7. A finalized order reads what its certificate
+/* The order with public id $5. A finalized order reads what its certificate
  * row says: every change of that row moves the order in the same
  * transaction (triggers of migration 003), so reading writes nothing. */
 #define SA_ORDER_SELECT                                                                            \
 	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
-	" ON p.id = o.profile_id WHERE o.public_id = $7)::text"
+	" ON p.id = o.profile_id WHERE o.public_id = $5)::text"
 
+/* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
-	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT,
+	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_KID,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT SA_AUTH_FROM_KID,
 	/* The account's own order only: another's gets no facts (nor an
 	 * answer: 404). Same snapshot as the order read. */
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT
-	    ", (SELECT " RA_FACTS_JSON("f.org_id", "f.dept_id", "fo.profile_id", "$4::bigint",
+	    ", (SELECT " RA_FACTS_JSON("a.org_id", "a.dept_id", "fo.profile_id", "$3::bigint",
 		"'acme-order:' || fo.id", SA_ORDER_CANDIDATES("fo"))
-	    " FROM acme_accounts f JOIN acme_orders fo ON fo.account_id = f.id"
-	    " WHERE f.id = $5::bigint AND f.endpoint_id = $4::bigint AND fo.public_id = $7)::text",
+	    " FROM acme_orders fo WHERE fo.account_id = a.id AND fo.public_id = $5)::text"
+	    SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
@@ -465,24 +498,25 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'public_id', c.public_id, 'type', c.type, 'token', c.token, 'status', c.status,"
 	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
 	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
-	    " FROM acme_authzs z WHERE z.public_id = $7)::text",
+	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
 	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
 	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)"
 	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
-	    " WHERE c.public_id = $7)::text",
+	    " WHERE c.public_id = $5)::text" SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT
 	    ", (SELECT json_build_object('account_id', o.account_id, 'cert_status', c.status,"
 	    " 'cert_der', encode(c.cert_der, 'hex'))"
 	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
-	    " WHERE o.public_id = $7)::text",
+	    " WHERE o.public_id = $5)::text" SA_AUTH_FROM_KID,
+	/* NULL without an organization (a.org_id NULL) or without the
+	 * profile */
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT
-	    ", (SELECT " SA_FACTS_JSON("f.org_id", "f.dept_id", "$8")
-	    " FROM acme_accounts f JOIN organizations o ON o.id = f.org_id"
-	    " JOIN profiles p ON p.id = $7::bigint"
-	    " WHERE f.id = $5::bigint AND f.endpoint_id = $4::bigint)::text",
+	    ", (SELECT " SA_FACTS_JSON("a.org_id", "a.dept_id", "$6")
+	    " FROM organizations o JOIN profiles p ON p.id = $5::bigint"
+	    " WHERE o.id = a.org_id)::text" SA_AUTH_FROM_KID,
 };
 
 static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
@@ -494,6 +528,9 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_FACTS,
 };
+
+/* The account named by its key (jwk): newAccount, revokeCert. */
+static const char store_acme_auth_jwk_sql[] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_JWK;
 
 /* Parses column col of row 0 as JSON into *out (NULL stays NULL). 0 or -1. */
 static int
@@ -512,18 +549,130 @@ store_acme_column_json(PGresult *res, int col, const char *what, json_t **out)
 	return 0;
 }
 
+/* Column col of row 0 as a JSON integer, or JSON null. */
+static json_t *
+store_acme_column_id(PGresult *res, int col)
+{
+	if (PQgetisnull(res, 0, col))
+		return json_null();
+	return json_integer((json_int_t)strtoll(PQgetvalue(res, 0, col), NULL, 10));
+}
+
+/* Column col of row 0 as a JSON string, or JSON null. */
+static json_t *
+store_acme_column_str(PGresult *res, int col)
+{
+	if (PQgetisnull(res, 0, col))
+		return json_null();
+	return json_stringn(PQgetvalue(res, 0, col), (size_t)PQgetlength(res, 0, col));
+}
+
+/* The account of the auth statement's row 0 (store_acme.h's shape) into
+ * *out; NULL when no account was found. 0 or -1. */
+static int
+store_acme_auth_account(PGresult *res, json_t **out)
+{
+	json_t *account = NULL, *jwk = NULL, *contact = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_ID))
+		return 0;
+	if (store_acme_column_json(res, SA_COL_JWK, "acme_auth jwk", &jwk) != 0 ||
+	    store_acme_column_json(res, SA_COL_CONTACT, "acme_auth contact", &contact) != 0)
+		goto out;
+	/* "o" steals each reference, also when json_pack fails */
+	account = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+	    "id", store_acme_column_id(res, SA_COL_ID),
+	    "status", store_acme_column_str(res, SA_COL_STATUS),
+	    "org_id", store_acme_column_id(res, SA_COL_ORG_ID),
+	    "dept_id", store_acme_column_id(res, SA_COL_DEPT_ID),
+	    "jwk", jwk != NULL ? jwk : json_null(),
+	    "thumbprint", store_acme_column_str(res, SA_COL_THUMBPRINT),
+	    "contact", contact != NULL ? contact : json_null(),
+	    "tos_agreed", strcmp(PQgetvalue(res, 0, SA_COL_TOS_AGREED), "t") == 0,
+	    "eab_key_id", store_acme_column_id(res, SA_COL_EAB_KEY_ID),
+	    "created_at", store_acme_column_str(res, SA_COL_CREATED_AT));
+	jwk = NULL;
+	contact = NULL;
+	if (account == NULL) {
+		log_warnx("json_pack(acme_auth account): out of memory");
+		goto out;
+	}
+	*out = account;
+	rc = 0;
+out:
+	json_decref(jwk);
+	json_decref(contact);
+	return rc;
+}
+
+/*
+ * Is the sentinel row of the nonce key still in acme_nonces? Only crash
+ * recovery empties the UNLOGGED table, and crash recovery terminates every
+ * backend: a sentinel seen on a connection stays there for as long as that
+ * connection lives. So the check runs once per connection (and sentinel),
+ * before the connection accepts its first nonce of that key, not in every
+ * request's statement. Each worker thread owns its connection; the last
+ * check is remembered per thread, by the connection's process-unique id.
+ * 1 present, 0 gone, -1.
+ */
+static int
+store_acme_sentinel_check(struct db *db, const char *sentinel)
+{
+	static _Thread_local uint64_t checked_conn;
+	static _Thread_local char checked_sentinel[STORE_ACME_SENTINEL_LEN];
+	static const char sql[] = "SELECT EXISTS (SELECT 1 FROM acme_nonces WHERE nonce = $1)";
+	const char *params[1] = { sentinel };
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (db->conn_id != 0 && checked_conn == db->conn_id &&
+	    strcmp(checked_sentinel, sentinel) == 0)
+		return 1;
+	res = store_acme_exec(db, SA_NONCE_SENTINEL, sql, 1, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1) {
+		log_warnx("PQexecParams(acme_nonce_sentinel): %d rows", PQntuples(res));
+		goto out;
+	}
+	rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (rc == 1) {
+		checked_conn = db->conn_id;
+		snprintf(checked_sentinel, sizeof(checked_sentinel), "%s", sentinel);
+	}
+out:
+	PQclear(res);
+	return rc;
+}
+
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
 	char expires[24], endpoint[24], account[24], profile[24];
-	const char *params[8];
+	const char *params[6];
 	enum store_acme_object obj = in->object;
+	enum store_acme_stmt stmt;
+	const char *sql;
 	PGresult *res = NULL;
-	int nparams = 6, rc = -1;
+	int nparams = 4, rc = -1, r;
 
 	memset(out, 0, sizeof(*out));
 	if ((unsigned)obj >= STORE_ACME_OBJ__MAX)
 		return -1;
+	if (in->account_id == 0 && (in->thumbprint == NULL || obj != STORE_ACME_OBJ_NONE)) {
+		log_warnx("store_acme_auth: the account must be named by id, or by key alone");
+		return -1;
+	}
+	r = store_acme_sentinel_check(db, in->sentinel);
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		out->sentinel_ok = false; /* nothing consumed, nothing loaded */
+		return 0;
+	}
+	out->sentinel_ok = true;
 	if (in->prune) {
 		static const char prune_sql[] = "DELETE FROM acme_nonces WHERE expires_at < now()";
 
@@ -536,33 +685,37 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	snprintf(expires, sizeof(expires), "%" PRId64, in->nonce_expires);
 	params[0] = in->nonce;
 	params[1] = expires;
-	params[2] = in->sentinel;
-	params[3] = store_acme_id(endpoint, in->endpoint_id);
-	params[4] = store_acme_id(account, in->account_id);
-	params[5] = in->thumbprint;
+	params[2] = store_acme_id(endpoint, in->endpoint_id);
+	if (in->account_id != 0) {
+		params[3] = store_acme_id(account, in->account_id);
+		stmt = store_acme_auth_stmt[obj];
+		sql = store_acme_auth_sql[obj];
+	} else {
+		params[3] = in->thumbprint;
+		stmt = SA_AUTH_JWK;
+		sql = store_acme_auth_jwk_sql;
+	}
 	if (obj == STORE_ACME_OBJ_FACTS) {
 		params[nparams++] = store_acme_id(profile, in->profile_id);
 		params[nparams++] = in->candidates != NULL ? in->candidates : "{}";
 	} else if (obj != STORE_ACME_OBJ_NONE) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
 	}
-	res = store_acme_exec(db, store_acme_auth_stmt[obj], store_acme_auth_sql[obj], nparams,
-	    params);
+	res = store_acme_exec(db, stmt, sql, nparams, params);
 	if (res == NULL)
 		goto out;
 	if (PQntuples(res) != 1) {
 		log_warnx("PQexecPrepared(acme_auth): %d rows", PQntuples(res));
 		goto out;
 	}
-	out->nonce_fresh = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	out->sentinel_ok = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	if (store_acme_column_json(res, 2, "acme_auth account", &out->account) != 0)
+	out->nonce_fresh = strcmp(PQgetvalue(res, 0, SA_COL_NONCE_FRESH), "t") == 0;
+	if (store_acme_auth_account(res, &out->account) != 0)
 		goto out;
 	if (obj != STORE_ACME_OBJ_NONE &&
-	    store_acme_column_json(res, 3, "acme_auth object", &out->object) != 0)
+	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
 		goto out;
-	if (obj == STORE_ACME_OBJ_FINALIZE && !PQgetisnull(res, 0, 4) &&
-	    (out->facts = strdup(PQgetvalue(res, 0, 4))) == NULL)
+	if (obj == STORE_ACME_OBJ_FINALIZE && !PQgetisnull(res, 0, SA_COL_FACTS) &&
+	    (out->facts = strdup(PQgetvalue(res, 0, SA_COL_FACTS))) == NULL)
 		goto out;
 	rc = 0;
 out:

@@ -103,7 +103,8 @@ struct store_acme_auth_in {
 
 struct store_acme_auth_out {
 	bool nonce_fresh;	/* the nonce was not used before (now it is) */
-	bool sentinel_ok;	/* false: the key must be reloaded (see above) */
+	bool sentinel_ok;	/* false: the key must be reloaded (see above);
+				   then nothing was consumed nor loaded */
 	json_t *account;	/* the account found, or NULL */
 	json_t *object;		/* the object asked for, or NULL when absent */
 	/* FINALIZE: RA_FACTS_JSON text (ra_sql.h) of the account's org and
@@ -115,7 +116,9 @@ struct store_acme_auth_out {
 
 /*
  * Consumes the nonce, loads the account (by id or by key) and the object, in
- * one statement. 0 or -1. The caller frees out->account, out->object and
+ * one statement. The nonce key's sentinel is checked once per database
+ * connection, before the first nonce of that key it accepts (crash recovery,
+ * which empties acme_nonces, ends every connection). 0 or -1. The caller frees out->account, out->object and
  * out->facts. An ORDER reads as its certificate row left it: every change
  * of that row moves the order in the same transaction (migration 003).
  */

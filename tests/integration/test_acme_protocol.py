@@ -1313,6 +1313,50 @@ class AcmeReplacesTest(AcmeBase):
         self.assertEqual(self.d.count("acme_orders", "replaces = '%s'" % cid), 1)
 
 
+class AcmeNonceResetTest(AcmeBase):
+    """PostgreSQL crashes: crash recovery empties the UNLOGGED acme_nonces, so
+    which nonces were used is forgotten. The door must notice (the nonce
+    key's sentinel row is gone; enrolld checks it once per connection, and
+    crash recovery ends every connection) and refuse every nonce of the old
+    key, then hand out nonces of a new one."""
+
+    def test_crash_forgets_used_nonces_and_rotates_the_key(self):
+        d = self.d
+        c = self.client()
+        url = c.directory()["newOrder"]
+        payload = {"identifiers": [{"type": "dns", "value": "reset." + self.domain}]}
+        spent = c.new_nonce()
+        r = c.post(url, payload, nonce=spent)
+        self.assertEqual(r.status, 201, r)
+        unused = c.new_nonce()
+        # every worker has a connection that has checked the sentinel
+        for _ in range(2 * 4):
+            r = c.post(url, payload)
+            self.assertEqual(r.status, 201, r)
+        key_before = d.sql("SELECT encode(value, 'hex') FROM acme_secrets WHERE name = 'nonce'")
+        d.pg.stop("immediate")
+        d.pg.start()
+        self.assertEqual(d.sql("SELECT count(*) FROM acme_nonces")[0][0], "0",
+                         "crash recovery did not empty acme_nonces: the test proves nothing")
+        before = counts(d)
+        # the spent nonce would be accepted again if nothing noticed the reset
+        r = c.post(url, payload, nonce=spent)
+        self.assertProblem(r, 400, "badNonce")
+        r = c.post(url, payload, nonce=unused)
+        self.assertProblem(r, 400, "badNonce")
+        self.assertNothingStored(before)
+        key_after = d.sql("SELECT encode(value, 'hex') FROM acme_secrets WHERE name = 'nonce'")
+        self.assertNotEqual(key_after, key_before, "the nonce key was not replaced")
+        # the new key's nonces work, once
+        fresh = c.new_nonce()
+        r = c.post(url, payload, nonce=fresh)
+        self.assertEqual(r.status, 201, r)
+        r = c.post(url, payload, nonce=fresh)
+        self.assertProblem(r, 400, "badNonce")
+        r = c.post(url, payload, nonce=spent)
+        self.assertProblem(r, 400, "badNonce")
+
+
 class AcmeTwoInstancesTest(AcmeBase):
 
     def test_alternating_instances(self):
