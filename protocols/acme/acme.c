@@ -27,7 +27,9 @@
  * accountDoesNotExist; then the signature (acme_jws_verify(), with the
  * account key from a per-process cache); then the account's status
  * (unauthorized when deactivated). Only then does a handler run, usually
- * without another read: a POST-as-GET costs one round trip in all.
+ * without another read: a POST-as-GET costs one round trip in all (plus,
+ * once per database connection, the check that crash recovery did not
+ * empty acme_nonces: store_acme_auth()).
  *
  * Measured costs that shaped this (OpenSSL 3.0, PostgreSQL 15): turning a
  * stored JWK into a key costs more than the ECDSA verification itself (so
