@@ -128,6 +128,8 @@ config_defaults(struct enrolld_config *cfg)
 	cfg->validation_allow_private = false;
 	cfg->validation_timeout = 10;
 	cfg->validation_workers = 2;
+	cfg->retention_days = 30;
+	cfg->retention_interval = 86400;
 	config_default_listener(&cfg->listeners[0], "main");
 	cfg->n_listeners = 1;
 }
@@ -273,6 +275,7 @@ enum config_key {
 	KEY_CA_ROOT_DAYS, KEY_CA_ISSUING_DAYS, KEY_CRL_DAYS, KEY_TLS_NAMES,
 	KEY_VALIDATION_HTTP_PORT, KEY_VALIDATION_TLS_PORT, KEY_VALIDATION_DNS_RESOLVER,
 	KEY_VALIDATION_ALLOW_PRIVATE, KEY_VALIDATION_TIMEOUT, KEY_VALIDATION_WORKERS,
+	KEY_RETENTION_DAYS, KEY_RETENTION_INTERVAL,
 	KEY__MAX,
 };
 
@@ -303,6 +306,8 @@ static const struct {
 	[KEY_VALIDATION_ALLOW_PRIVATE] = { CONFIG_SECTION_ACME, "validation_allow_private" },
 	[KEY_VALIDATION_TIMEOUT] = { CONFIG_SECTION_ACME, "validation_timeout" },
 	[KEY_VALIDATION_WORKERS] = { CONFIG_SECTION_ACME, "validation_workers" },
+	[KEY_RETENTION_DAYS] = { CONFIG_SECTION_ACME, "retention_days" },
+	[KEY_RETENTION_INTERVAL] = { CONFIG_SECTION_ACME, "retention_interval" },
 };
 
 static const char *
@@ -428,6 +433,12 @@ config_set_global(struct config_parser *p, enum config_key k, const char *key,
 		return config_int(p, key, value, 1, 300, &cfg->validation_timeout);
 	case KEY_VALIDATION_WORKERS:
 		return config_int(p, key, value, 1, 64, &cfg->validation_workers);
+	/* 0 keeps ACME objects forever; at most ten years. */
+	case KEY_RETENTION_DAYS:
+		return config_int(p, key, value, 0, 3650, &cfg->retention_days);
+	/* At most a week between passes; 1 s is for tests. */
+	case KEY_RETENTION_INTERVAL:
+		return config_int(p, key, value, 1, 7 * 86400, &cfg->retention_interval);
 	case KEY__MAX:
 		break;
 	}

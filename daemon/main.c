@@ -12,8 +12,8 @@
  *   5. ca_open(): forks the signer, so it comes before any of our threads
  *   6. listeners (bound while still root, for ports < 1024)
  *   7. as root: drop to the run user for good
- *   8. worker threads, the ACME validator threads (acme_validate.h),
- *      "enrolld: ready", sd_notify READY=1
+ *   8. worker threads, the ACME validator threads (acme_validate.h), the
+ *      retention thread (retention.h), "enrolld: ready", sd_notify READY=1
  *
  * Signals arrive as libevent events on the loop thread: SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (at most MAIN_DRAIN_SECONDS), then
@@ -46,6 +46,7 @@
 #include "log.h"
 #include "notify.h"
 #include "privdrop.h"
+#include "retention.h"
 #include "tokens.h"
 #include "workers.h"
 
@@ -64,6 +65,7 @@ struct main_state {
 	struct http_server *http;
 	struct workers *workers;
 	bool validator_started;
+	bool retention_started;
 	struct event *drain_timer;
 	struct timespec drain_started;
 	bool stopping;
@@ -257,6 +259,8 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 	}
 	if (http_server_reload(st->http, next) != 0)
 		log_errorx("reload: failed; keeping the running configuration");
+	else
+		retention_reload(next);
 out:
 	free(next);
 	(void)notify_send("READY=1");
@@ -422,6 +426,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	st.validator_started = true;
+	/* The ACME tables' retention: a thread and a connection of its own. */
+	if (retention_start(cfg, conninfo) != 0)
+		goto out;
+	st.retention_started = true;
 
 	ev_term = evsignal_new(st.base, SIGTERM, main_on_stop, &st);
 	ev_int = evsignal_new(st.base, SIGINT, main_on_stop, &st);
@@ -466,6 +474,8 @@ out:
 	}
 	/* Before PostgreSQL stops: a check in progress is cancelled and its
 	 * challenge stays 'processing' for the next start. */
+	if (st.retention_started)
+		retention_stop();
 	if (st.validator_started)
 		acme_validator_stop();
 	http_server_free(st.http);
@@ -482,6 +492,8 @@ out:
 skip_free:
 	/* A handler is still running: stop PostgreSQL, then leave without
 	 * atexit handlers (OpenSSL's cleanup would pull state from under it). */
+	if (st.retention_started)
+		retention_stop();
 	if (st.validator_started)
 		acme_validator_stop();
 	if (pg != NULL)

@@ -41,6 +41,22 @@ static const struct config_case cases[] = {
 		NULL, { "validation_http_port=5002", "validation_tls_port=5001",
 		  "validation_dns_resolver=127.0.0.1:8053", "validation_allow_private=1",
 		  "validation_timeout=3", "validation_workers=4", NULL } },
+	{ "acme retention defaults", "", NULL, {
+		"retention_days=30", "retention_interval=86400", NULL } },
+	{ "acme retention keys", "[acme]\nretention_days = 90\nretention_interval = 3600\n", NULL,
+		{ "retention_days=90", "retention_interval=3600", NULL } },
+	{ "acme retention zero keeps forever", "[acme]\nretention_days = 0\n", NULL,
+		{ "retention_days=0", NULL } },
+	{ "acme retention negative", "[acme]\nretention_days = -1\n",
+		"key 'retention_days': -1 is out of range 0..3650", { NULL } },
+	{ "acme retention too long", "[acme]\nretention_days = 3651\n", "key 'retention_days'",
+		{ NULL } },
+	{ "acme retention interval zero", "[acme]\nretention_interval = 0\n",
+		"key 'retention_interval': 0 is out of range 1..604800", { NULL } },
+	{ "acme retention interval not a number", "[acme]\nretention_interval = hourly\n",
+		"key 'retention_interval'", { NULL } },
+	{ "acme retention in wrong section", "[daemon]\nretention_days = 3\n",
+		"key 'retention_days': belongs in [acme]", { NULL } },
 	{ "acme resolver without port", "[acme]\nvalidation_dns_resolver = 10.0.0.53\n", NULL,
 		{ "validation_dns_resolver=10.0.0.53", NULL } },
 	{ "acme resolver IPv6 with port", "[acme]\nvalidation_dns_resolver = \"[::1]:8053\"\n",
@@ -210,6 +226,10 @@ field(const struct enrolld_config *cfg, const char *name, char *buf, size_t len)
 		snprintf(buf, len, "%d", cfg->validation_timeout);
 	else if (strcmp(name, "validation_workers") == 0)
 		snprintf(buf, len, "%d", cfg->validation_workers);
+	else if (strcmp(name, "retention_days") == 0)
+		snprintf(buf, len, "%d", cfg->retention_days);
+	else if (strcmp(name, "retention_interval") == 0)
+		snprintf(buf, len, "%d", cfg->retention_interval);
 	else if (strcmp(name, "n_listeners") == 0) snprintf(buf, len, "%d", cfg->n_listeners);
 	else if (name[0] == 'l' && name[1] >= '0' && name[1] <= '9') {
 		i = name[1] - '0';
