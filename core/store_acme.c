@@ -1249,7 +1249,8 @@ store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id, int
  * capped by its issuer's expiry ends earlier: its order is kept a little
  * longer, never deleted early). Measured on 120k orders (76k kept): a pass
  * that finds nothing costs 180 ms with the certificate looked up for every
- * row, 33 ms with this test, the cutoff computed once and a sequential scan. A plain scan, no ORDER BY: every batch deletes what it
+ * row, 33 ms with this test, the cutoff computed once and a sequential scan
+ * (314k kept orders: 125-250 ms; a batch of 1000 deletions: about 50 ms). A plain scan, no ORDER BY: every batch deletes what it
  * finds, so the next batch starts over without those rows; no new index
  * (one on expires_at would not skip the valid orders kept for their
  * certificates, and every order INSERT would pay for it).

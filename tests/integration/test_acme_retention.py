@@ -19,11 +19,13 @@ days back, or twelve hours: inside retention), then the daemon prunes:
   * one log line per pass that deleted something, with the counts;
   * two instances on one database pruning 2,500 aged orders at the same
     time: every order deleted once, the two instances' logged counts add up
-    to exactly the rows there were, no failure logged.
+    to exactly the rows there were, no failure logged;
+  * SIGHUP takes a new retention_days: an order kept at 3 days goes at 1.
 """
 
-import secrets
 import re
+import secrets
+import signal
 import time
 
 import enrolld_test as et
@@ -260,6 +262,29 @@ class AcmeRetentionTwoInstancesTest(tap.AcmeBase):
         for d in daemons:
             self.assertNotIn("retention_prune failed", d.logs())
             self.assertNotIn("PQexecParams(enrolld_acme_retention_prune", d.logs())
+
+
+class AcmeRetentionReloadTest(tap.AcmeBase):
+    enrolld_args = {"config_extra": "[acme]\nretention_days = 3\nretention_interval = 1\n"}
+
+    def test_sighup_takes_new_retention(self):
+        d = self.d
+        c = self.client(endpoint=self.slow)
+        r = c.new_order(["hup." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        pid = public_id(r.headers["location"])
+        d.sql("UPDATE acme_orders SET expires_at = now() - interval '2 days',"
+              " created_at = now() - interval '9 days' WHERE public_id = '%s'" % pid)
+        time.sleep(2.5)  # two passes at 3 days: inside retention
+        self.assertTrue(order_exists(d, pid))
+        self.assertEqual(pruned_totals(d), (0, 0, 0))
+        with open(d.config_path, "w") as f:
+            f.write(d.config_text.replace("retention_days = 3", "retention_days = 1"))
+        d.signal(signal.SIGHUP)
+        self.assertTrue(wait_gone(d, pid))
+        self.assertIn("retention: now 1 day(s), a pass every 1 s", d.logs())
+        g = c.get(r.headers["location"])
+        self.assertProblem(g, 404, "malformed")
 
 
 if __name__ == "__main__":
