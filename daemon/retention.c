@@ -36,6 +36,7 @@ static struct {
 	bool stopping;
 	int days;
 	int interval;
+	unsigned generation;	/* bumped by retention_reload(): sleep afresh */
 	char *conninfo;
 } retention = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -97,7 +98,8 @@ retention_main(void *arg)
 	struct db *db = db_new(retention.conninfo);
 	struct timespec deadline;
 	int days, interval;
-	bool first = true;
+	unsigned generation;
+	bool first = true, timed_out;
 
 	(void)arg;
 	if (db == NULL) {
@@ -109,14 +111,18 @@ retention_main(void *arg)
 		interval = retention.interval;
 		if (first && interval > RETENTION_FIRST_PASS)
 			interval = RETENTION_FIRST_PASS;
-		first = false;
+		generation = retention.generation;
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += interval;
-		while (!retention.stopping &&
-		    pthread_cond_timedwait(&retention.wake, &retention.lock, &deadline) != ETIMEDOUT)
-			;
+		timed_out = false;
+		while (!retention.stopping && generation == retention.generation && !timed_out)
+			timed_out = pthread_cond_timedwait(&retention.wake, &retention.lock,
+			    &deadline) == ETIMEDOUT;
 		if (retention.stopping)
 			break;
+		if (!timed_out)
+			continue;	/* reloaded: the new interval, from now */
+		first = false;
 		days = retention.days;
 		pthread_mutex_unlock(&retention.lock);
 		log_request_id("retention");
@@ -186,6 +192,8 @@ retention_reload(const struct enrolld_config *cfg)
 	    retention.interval != cfg->retention_interval)) {
 		retention.days = cfg->retention_days;
 		retention.interval = cfg->retention_interval;
+		retention.generation++;
+		pthread_cond_broadcast(&retention.wake);
 		log_info("retention: now %d day(s), a pass every %d s", retention.days,
 		    retention.interval);
 	}

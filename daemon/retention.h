@@ -26,8 +26,9 @@ struct enrolld_config;
 /* Starts the thread (none when cfg->retention_days is 0). 0, or -1 (logged). */
 int retention_start(const struct enrolld_config *cfg, const char *conninfo)
     __attribute__((warn_unused_result));
-/* SIGHUP: takes the new retention_days and retention_interval (a change to
- * or from 0 takes effect at the next start). */
+/* SIGHUP: takes the new retention_days and retention_interval; when either
+ * changed, the next pass is an interval from now (a change to or from 0
+ * takes effect at the next start). */
 void retention_reload(const struct enrolld_config *cfg);
 /* Stops the thread, waiting for the batch in progress. */
 void retention_stop(void);
