@@ -57,6 +57,7 @@ enum store_acme_stmt {
 	SA_ORDER_FACTS,
 	SA_ORDER_CREATE,
 	SA_ORDER_CREATE_REPLACING,
+	SA_ORDER_CREATE_NO_CHALLENGES,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
 	SA_AUTHZ_DEACTIVATE,
@@ -93,6 +94,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_order_facts",
 	"enrolld_acme_order_create",
 	"enrolld_acme_order_create_replacing",
+	"enrolld_acme_order_create_no_challenges",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
 	"enrolld_acme_authz_deactivate",
@@ -970,6 +972,22 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	    " to_timestamp($9::double precision))"
 	    " RETURNING id, account_id, expires_at)," SA_ORDER_CREATE_AUTHZS
 	    " SELECT o.id FROM o";
+	/* The same when no authorization has a challenge (every name already
+	 * validated, the common case of a DCV-validated domain): the authzs
+	 * straight from $10, no challenge INSERT to start and run empty. */
+	static const char no_challenges_sql[] =
+	    "WITH o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers,"
+	    " profile_id, term_days, replaces, not_after, expires_at)"
+	    " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"
+	    " to_timestamp($8::double precision),"
+	    " to_timestamp($9::double precision))"
+	    " RETURNING id, account_id, expires_at),"
+	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
+	    " id_value, wildcard, expires_at)"
+	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
+	    " o.expires_at FROM o CROSS JOIN json_to_recordset($10::json) AS x(public_id text,"
+	    " status text, type text, value text, wildcard boolean))"
+	    " SELECT o.id FROM o";
 	static const char replacing_sql[] = SA_ORDER_CREATE_REPLACING_SQL;
 	bool replacing = in->replaces_serial != NULL;
 	char account[24], profile[24], term[16], not_after[24], expires[24];
@@ -995,6 +1013,9 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	params[10] = in->replaces_serial;
 	if (replacing)
 		res = store_acme_exec(db, SA_ORDER_CREATE_REPLACING, replacing_sql, 11, params);
+	else if (in->without_challenges)
+		res = store_acme_exec(db, SA_ORDER_CREATE_NO_CHALLENGES, no_challenges_sql, 10,
+		    params);
 	else
 		res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
 	if (res == NULL)

@@ -203,6 +203,9 @@ struct store_acme_order_new {
 	/* JSON array text: [{"public_id","status","type","value","wildcard",
 	 * "challenges":[{"public_id","type","token"}]}] */
 	const char *authzs;
+	/* true: every authorization's "challenges" is empty (a shorter
+	 * statement stores them); false: any may carry challenges */
+	bool without_challenges;
 };
 
 /* Why an order replacing a certificate was not stored. */

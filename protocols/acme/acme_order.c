@@ -766,6 +766,7 @@ acme_new_order(struct acme_request *r)
 	in.not_after = not_after;
 	in.expires = expires;
 	in.authzs = authzs_text;
+	in.without_challenges = all_valid; /* a challenge only where not skipped */
 	created = store_acme_order_create(r->door->db, &in, &order_id, &refusal);
 	if (created < 0) {
 		acme_db_failure(r, "order create");
