@@ -66,19 +66,36 @@ static const char ra_facts_sql[] =
                             "$5::text", "$6::text[]") "::text";
 
 /* Inserts a new certificate row (issued or requested) and its audit entry in
- * one statement. */
+ * one statement. When the idempotency key names an ACME order
+ * ('acme-order:<order id>', written only by the ACME door), the same
+ * statement moves that order after its certificate: issued -> valid, held ->
+ * processing, only from pending, ready or processing. This is the INSERT half
+ * of migration 003's trigger, moved here by migration 006 (no plpgsql call, no
+ * SPI); this is the only statement inserting certificate rows. Administrator
+ * decisions on a held request move the order through the UPDATE trigger. */
+#define RA_INSERT_SQL                                                                              \
+	"WITH c AS (INSERT INTO certificates (status, org_id, dept_id, profile_id, endpoint_id,"   \
+	" protocol, requester, requester_admin_id, csr_der, common_name, names, key_type,"         \
+	" term_days, serial, issuer, not_before, not_after, cert_der, idempotency_key)"            \
+	" VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6, $7::text, $8::bigint,"   \
+	" $9::bytea, $10, $11::text[], $12, $13::int, $14, $15,"                                   \
+	" to_timestamp($16::double precision), to_timestamp($17::double precision),"               \
+	" $18::bytea, $19) RETURNING *),"                                                          \
+	" ord AS (UPDATE acme_orders o SET certificate_id = c.id,"                                 \
+	" status = CASE WHEN c.status = 'issued' THEN 'valid' ELSE 'processing' END"               \
+	" FROM c WHERE o.id = CASE WHEN c.idempotency_key LIKE 'acme-order:%'"                     \
+	" THEN substr(c.idempotency_key, 12)::bigint END"                                          \
+	" AND o.status IN ('pending', 'ready', 'processing')),"                                    \
+	" a AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"    \
+	" outcome, reason, details) SELECT $7::text, $20, 'certificate', c.id, c.org_id,"          \
+	" c.dept_id, $21, $22, $23::jsonb FROM c)"
+
+/* ... answering with the row as the admin API shows it (STORE_CERT_JSON) */
 static const char ra_insert_sql[] =
-    "WITH c AS (INSERT INTO certificates (status, org_id, dept_id, profile_id, endpoint_id,"
-    " protocol, requester, requester_admin_id, csr_der, common_name, names, key_type,"
-    " term_days, serial, issuer, not_before, not_after, cert_der, idempotency_key)"
-    " VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6, $7::text, $8::bigint,"
-    " $9::bytea, $10, $11::text[], $12, $13::int, $14, $15,"
-    " to_timestamp($16::double precision), to_timestamp($17::double precision),"
-    " $18::bytea, $19) RETURNING *),"
-    " a AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"
-    " outcome, reason, details) SELECT $7::text, $20, 'certificate', c.id, c.org_id,"
-    " c.dept_id, $21, $22, $23::jsonb FROM c)"
-    " SELECT c.id, " STORE_CERT_JSON("c") "::text FROM c";
+    RA_INSERT_SQL " SELECT c.id, " STORE_CERT_JSON("c") "::text FROM c";
+/* ... answering with its id alone, for doors that do not show the row: the
+ * JSON costs more than a tenth of the statement. */
+static const char ra_insert_id_sql[] = RA_INSERT_SQL " SELECT c.id FROM c";
 
 static const char ra_existing_sql[] =
     "SELECT " RA_EXISTING_JSON("c") "::text FROM certificates c WHERE c.idempotency_key = $1";
@@ -691,7 +708,10 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 	params[20] = issue ? "ok" : "held";
 	params[21] = issue ? NULL : dec->reason;
 	params[22] = details;
-	res = store_cert_exec(db, STORE_CERT_STMT_INSERT, ra_insert_sql, 23, params);
+	if (req->want_cert_json)
+		res = store_cert_exec(db, STORE_CERT_STMT_INSERT, ra_insert_sql, 23, params);
+	else
+		res = store_cert_exec(db, STORE_CERT_STMT_INSERT_ID, ra_insert_id_sql, 23, params);
 	if (res == NULL) {
 		/* Another worker committed the same idempotent request first:
 		 * our signature (if any) is dropped, theirs is the answer. */
@@ -709,7 +729,11 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 	}
 	/* Committed: only now may the certificate leave this function. */
 	out->cert_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	out->cert_json = strdup(PQgetvalue(res, 0, 1));
+	if (req->want_cert_json) {
+		out->cert_json = strdup(PQgetvalue(res, 0, 1));
+		if (out->cert_json == NULL)
+			goto out;
+	}
 	out->outcome = dec->outcome;
 	out->reason = dec->reason;
 	snprintf(out->detail, sizeof(out->detail), "%s", dec->detail);

@@ -49,6 +49,10 @@ struct enroll_request {
 	 * exactly csr/csr_len, which the caller made anyway (a CSR signature
 	 * check less per issuance); the caller keeps and frees it. */
 	const struct csr_info *parsed_csr;
+	/* true: a newly stored row comes back as result.cert_json (the admin
+	 * API shows it); false: the statement does not build it, and
+	 * cert_json is set only when an earlier row is replayed. */
+	bool want_cert_json;
 };
 
 enum ra_status {
@@ -69,7 +73,8 @@ struct enroll_result {
 	char *cert_pem;		/* issued certificate (newly allocated) or NULL */
 	char *chain_pem;	/* certificate + issuing CA + root (newly allocated) or NULL */
 	/* the certificate row as the admin API shows it (STORE_CERT_JSON text,
-	 * newly allocated), or NULL on deny */
+	 * newly allocated), or NULL on deny and, for a new row, unless the
+	 * request set want_cert_json */
 	char *cert_json;
 };
 

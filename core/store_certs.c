@@ -21,6 +21,7 @@
 static const char *const store_cert_stmt_names[STORE_CERT_STMT__MAX] = {
     "enrolld_cert_facts",
     "enrolld_cert_insert",
+    "enrolld_cert_insert_id",
     "enrolld_cert_get",
     "enrolld_cert_profile_type",
 };

@@ -116,7 +116,8 @@ int store_cert_profile_type(struct db *db, int64_t profile_id, unsigned *cert_ty
  */
 enum store_cert_stmt {
 	STORE_CERT_STMT_FACTS,        /* ra.c: the policy facts */
-	STORE_CERT_STMT_INSERT,       /* ra.c: certificate row + audit */
+	STORE_CERT_STMT_INSERT,       /* ra.c: certificate row + audit, row as JSON */
+	STORE_CERT_STMT_INSERT_ID,    /* ra.c: the same, answering the id alone */
 	STORE_CERT_STMT_GET,          /* store_cert_get */
 	STORE_CERT_STMT_PROFILE_TYPE, /* store_cert_profile_type */
 	STORE_CERT_STMT__MAX,

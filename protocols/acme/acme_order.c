@@ -1105,7 +1105,7 @@ acme_finalize(struct acme_request *r)
 	switch (res.outcome) {
 	case POLICY_ISSUE:
 		/* The order row became valid in the certificate's INSERT
-		 * (trigger acme_order_follow_certificate, migration 003). */
+		 * statement (core/ra.c, ra_insert_sql; migrations 003, 006). */
 		log_info("acme: order %s valid: certificate %" PRId64 " serial %s", public_id,
 		    cert_id, res.serial);
 		acme_order_mark(order, "valid", cert_id, NULL);

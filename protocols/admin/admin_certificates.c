@@ -294,6 +294,7 @@ static void certs_create(const struct admin_call *call, struct http_response *re
 
 	memset(&er, 0, sizeof(er));
 	er.protocol = "admin";
+	er.want_cert_json = true; /* the reply shows the stored row */
 	er.requester = who->actor;
 	er.requester_admin_id = who->admin_id;
 	er.org_id = org_id;

@@ -336,6 +336,28 @@ static void test_schema_guards(struct db *db)
 	CHECK(!db_unavailable(db));
 	CHECK(value_long(db, "SELECT count(*) FROM delegations") == 1);
 
+	/* certificates: the CHECKs (as migration 006 wrote them) refuse any
+	 * value out of their set and write nothing; a NULL revocation_reason
+	 * and an issued row with its serial and DER pass. */
+	CHECK(exec_ok(db, "INSERT INTO profiles (name, cert_type, terms_days, key_types)"
+	                  " VALUES ('p1', 'ssl', '{90}', '{p256}')"));
+#define CERT_ROW(status, protocol, serial, der, reason)                                            \
+	"INSERT INTO certificates (status, org_id, profile_id, protocol, requester, csr_der,"      \
+	" key_type, term_days, serial, cert_der, revocation_reason) SELECT " status ", o.id,"      \
+	" p.id, " protocol ", 'admin:1', '\\x00', 'p256', 90, " serial ", " der ", " reason      \
+	" FROM organizations o, profiles p"
+	CHECK(exec_fails(db, CERT_ROW("'bogus'", "'acme'", "NULL", "NULL", "NULL"), "23514"));
+	CHECK(exec_fails(db, CERT_ROW("'requested'", "'smtp'", "NULL", "NULL", "NULL"), "23514"));
+	CHECK(exec_fails(db, CERT_ROW("'issued'", "'acme'", "'01'", "NULL", "NULL"), "23514"));
+	CHECK(exec_fails(db, CERT_ROW("'revoked'", "'acme'", "NULL", "'\\x30'", "1"), "23514"));
+	CHECK(exec_fails(db, CERT_ROW("'revoked'", "'acme'", "'01'", "'\\x30'", "11"), "23514"));
+	CHECK(exec_fails(db, CERT_ROW("'revoked'", "'acme'", "'01'", "'\\x30'", "-1"), "23514"));
+	CHECK(value_long(db, "SELECT count(*) FROM certificates") == 0);
+	CHECK(exec_ok(db, CERT_ROW("'requested'", "'scep'", "NULL", "NULL", "NULL")));
+	CHECK(exec_ok(db, CERT_ROW("'revoked'", "'est'", "'01'", "'\\x30'", "10")));
+	CHECK(value_long(db, "SELECT count(*) FROM certificates") == 2);
+#undef CERT_ROW
+
 	/* The plain unique violation of db_exec's error path. */
 	CHECK(exec_fails(db,
 	                 "INSERT INTO organizations (name) VALUES "
