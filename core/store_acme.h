@@ -225,6 +225,7 @@ enum store_acme_replace_refusal {
  * and shares an identifier with it, and claims it (unique index of
  * migration 004) after releasing the claim of an order of that certificate
  * that reads invalid. 0 with *refusal when not stored (nothing written).
+ * Committed without waiting for the WAL flush (see SA_ORDER_ASYNC_COMMIT).
  */
 int store_acme_order_create(struct db *db, const struct store_acme_order_new *in,
     int64_t *order_id, enum store_acme_replace_refusal *refusal)
