@@ -1955,7 +1955,7 @@ av_job_record(struct db *db, const struct av_job *job, bool valid, const char *a
 	p[1] = valid ? "valid" : "invalid";
 	p[2] = valid ? NULL : problem_json;
 	n = av_exec_count(db, "acme_challenge_outcome",
-	    "UPDATE acme_challenges SET status = $2,"
+	    "UPDATE acme_challenges SET status = $2::text,"
 	    " validated_at = CASE WHEN $2 = 'valid' THEN now() END, error = $3::jsonb"
 	    " WHERE id = $1 AND status = 'processing'", 3, p);
 	if (n < 0)

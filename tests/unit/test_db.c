@@ -358,6 +358,29 @@ static void test_schema_guards(struct db *db)
 	CHECK(value_long(db, "SELECT count(*) FROM certificates") == 2);
 #undef CERT_ROW
 
+	/* The value lists of migration 006's domains: each takes its values
+	 * and refuses others (23514, as the table CHECKs did). */
+	static const struct {
+		const char *domain, *good, *bad;
+	} lists[] = {
+	    {"certificate_status", "expired", "valid"},
+	    {"certificate_protocol", "est", "smtp"},
+	    {"audit_outcome", "held", "maybe"},
+	    {"acme_order_status", "processing", "expired"},
+	    {"acme_authz_status", "deactivated", "ready"},
+	    {"acme_identifier_type", "ip", "email"},
+	    {"acme_challenge_type", "tls-alpn-01", "dns-02"},
+	    {"acme_challenge_status", "processing", "expired"},
+	};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		char sql[160];
+
+		snprintf(sql, sizeof(sql), "SELECT '%s'::%s", lists[i].good, lists[i].domain);
+		CHECK(exec_ok(db, sql));
+		snprintf(sql, sizeof(sql), "SELECT '%s'::%s", lists[i].bad, lists[i].domain);
+		CHECK(exec_fails(db, sql, "23514"));
+	}
+
 	/* The plain unique violation of db_exec's error path. */
 	CHECK(exec_fails(db,
 	                 "INSERT INTO organizations (name) VALUES "
