@@ -672,22 +672,28 @@ acme_key_ec_curve(EVP_PKEY *key)
 	return NULL;
 }
 
-/* The JWS alg that key must sign with, or -1 for a key we do not take. */
+/* The JWS alg that key must sign with, or -1 for a key we do not take; for
+ * an EC key, *curve (when curve is not NULL) says which (looking the group
+ * up costs a provider call, so callers ask once). */
 static int
-acme_key_alg(EVP_PKEY *key)
+acme_key_alg(EVP_PKEY *key, const struct acme_ec_curve **curve)
 {
-	const struct acme_ec_curve *curve = NULL;
+	const struct acme_ec_curve *c = NULL;
 
+	if (curve != NULL)
+		*curve = NULL;
 	if (key == NULL)
 		return -1;
 	if (EVP_PKEY_is_a(key, "RSA"))
 		return ACME_JWS_ALG_RS256;
 	if (EVP_PKEY_is_a(key, "ED25519"))
 		return ACME_JWS_ALG_EDDSA;
-	curve = acme_key_ec_curve(key);
+	c = acme_key_ec_curve(key);
+	if (c == NULL)
+		return -1;
 	if (curve != NULL)
-		return (int)curve->alg;
-	return -1;
+		*curve = c;
+	return (int)c->alg;
 }
 
 /* base64url of a BIGNUM parameter, padded to pad_len bytes (0: minimal). */
@@ -1182,7 +1188,7 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 	if (jws == NULL || jws->signing_input == NULL || key == NULL)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "no key to verify the JWS with");
-	key_alg = acme_key_alg(key);
+	key_alg = acme_key_alg(key, &curve);
 	if (key_alg < 0)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_BAD_PUBLIC_KEY,
 		    "account key type not supported");
@@ -1203,8 +1209,7 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 	case ACME_JWS_ALG_ES256:
 	case ACME_JWS_ALG_ES384:
 	case ACME_JWS_ALG_ES512:
-		curve = acme_key_ec_curve(key);
-		if (curve == NULL)
+		if (curve == NULL) /* cannot be: the alg fits an EC key */
 			goto invalid;
 		digest = curve->digest;
 		if (sig_len != 2 * curve->coord_len)
