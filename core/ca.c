@@ -1129,7 +1129,8 @@ ca_build_cert(const struct ca *ca, const struct ca_issue_params *p, time_t *nb, 
 	if (p->n_names > 0) {
 		/* RFC 5280 4.2.1.6: critical when the subject is empty. */
 		if ((san = ca_san(p->names, p->n_names)) == NULL ||
-		    ca_add_ext(x, NID_subject_alt_name, X509_NAME_entry_count(X509_get_subject_name(x)) == 0, san) == -1)
+		    ca_add_ext(x, NID_subject_alt_name,
+		        X509_NAME_entry_count(X509_get_subject_name(x)) == 0, san) == -1)
 			goto out;
 	}
 	if (p->crl_url != NULL && p->crl_url[0] != '\0' && ca_add_crl_dp(x, p->crl_url) == -1)
