@@ -665,10 +665,11 @@ ca_bootstrap(const struct ca *ca, const struct enrolld_config *cfg)
 
 /* ---------- certificates ---------- */
 
-/* Subject from the params, in the usual order; fields NULL or "" are left
- * out. Newly allocated. */
-static X509_NAME *
-ca_subject(const struct ca_issue_params *p)
+/* Subject from the params, in the usual order, into x's own (empty) subject
+ * name: building it apart and setting it would copy it. Fields NULL or ""
+ * are left out. Returns 0 or -1 (logged). */
+static int
+ca_set_subject(X509 *x, const struct ca_issue_params *p)
 {
 	const struct {
 		int nid;
@@ -681,11 +682,11 @@ ca_subject(const struct ca_issue_params *p)
 		{ NID_organizationalUnitName, p->ou },
 		{ NID_commonName, p->cn },
 	};
-	X509_NAME *name = X509_NAME_new();
+	X509_NAME *name = X509_get_subject_name(x);
 	size_t i;
 
-	if (name == NULL)
-		return NULL;
+	if (name == NULL || X509_NAME_entry_count(name) != 0)
+		return -1;
 	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
 		if (parts[i].value == NULL || parts[i].value[0] == '\0')
 			continue;
@@ -693,11 +694,10 @@ ca_subject(const struct ca_issue_params *p)
 		    (const unsigned char *)parts[i].value, -1, -1, 0) != 1) {
 			log_ssl_warnx("ca_issue: subject %s \"%s\"", OBJ_nid2sn(parts[i].nid),
 			    parts[i].value);
-			X509_NAME_free(name);
-			return NULL;
+			return -1;
 		}
 	}
-	return name;
+	return 0;
 }
 
 /* GENERAL_NAME of the given type holding an IA5String / octets. */
@@ -854,7 +854,7 @@ ca_set_pubkey(X509 *x, EVP_PKEY *key)
 {
 	X509_PUBKEY *spki = X509_get_X509_PUBKEY(x);
 	char group[64], encoding[32];
-	unsigned char *enc = NULL, *w = NULL;
+	unsigned char point[1024], *enc = NULL, *w = NULL;
 	size_t len = 0;
 	BIGNUM *n = NULL, *e = NULL;
 	ASN1_INTEGER *ai_n = NULL, *ai_e = NULL;
@@ -865,9 +865,11 @@ ca_set_pubkey(X509 *x, EVP_PKEY *key)
 	    sizeof(encoding), NULL) == 1 && strcmp(encoding, OSSL_PKEY_EC_ENCODING_GROUP) == 0 &&
 	    EVP_PKEY_get_group_name(key, group, sizeof(group), NULL) == 1 &&
 	    (curve = OBJ_txt2nid(group)) != NID_undef) {
-		if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, NULL, 0, &len) != 1 ||
-		    len == 0 || len > 1024 || (enc = OPENSSL_malloc(len)) == NULL ||
-		    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, enc, len, &len) != 1 ||
+		/* One call into a buffer big enough for any curve: each call
+		 * converts the point to affine form again (a field inversion). */
+		if (EVP_PKEY_get_octet_string_param(
+		        key, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point), &len) != 1 ||
+		    len == 0 || len > sizeof(point) || (enc = OPENSSL_memdup(point, len)) == NULL ||
 		    X509_PUBKEY_set0_param(spki, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
 		    OBJ_nid2obj(curve), enc, (int)len) != 1)
 			goto out;
@@ -1070,7 +1072,6 @@ static X509 *
 ca_build_cert(const struct ca *ca, const struct ca_issue_params *p, time_t *nb, time_t *na)
 {
 	X509 *x = NULL;
-	X509_NAME *subject = NULL;
 	ASN1_INTEGER *serial = NULL;
 	BASIC_CONSTRAINTS *bc = NULL;
 	ASN1_OCTET_STRING *skid = NULL;
@@ -1097,10 +1098,9 @@ ca_build_cert(const struct ca *ca, const struct ca_issue_params *p, time_t *nb, 
 		log_warnx("ca_issue: the issuing CA has expired");
 		goto out;
 	}
-	if ((x = X509_new()) == NULL || (subject = ca_subject(p)) == NULL)
+	if ((x = X509_new()) == NULL || ca_set_subject(x, p) == -1)
 		goto out;
 	if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_serialNumber(x, serial) != 1 ||
-	    X509_set_subject_name(x, subject) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(ca->issuing)) != 1 ||
 	    ASN1_TIME_set(X509_getm_notBefore(x), now - CA_BACKDATE) == NULL ||
 	    ASN1_TIME_set(X509_getm_notAfter(x), not_after) == NULL) {
@@ -1129,7 +1129,8 @@ ca_build_cert(const struct ca *ca, const struct ca_issue_params *p, time_t *nb, 
 	if (p->n_names > 0) {
 		/* RFC 5280 4.2.1.6: critical when the subject is empty. */
 		if ((san = ca_san(p->names, p->n_names)) == NULL ||
-		    ca_add_ext(x, NID_subject_alt_name, X509_NAME_entry_count(subject) == 0, san) == -1)
+		    ca_add_ext(x, NID_subject_alt_name,
+		        X509_NAME_entry_count(X509_get_subject_name(x)) == 0, san) == -1)
 			goto out;
 	}
 	if (p->crl_url != NULL && p->crl_url[0] != '\0' && ca_add_crl_dp(x, p->crl_url) == -1)
@@ -1142,7 +1143,6 @@ out:
 		X509_free(x);
 		x = NULL;
 	}
-	X509_NAME_free(subject);
 	ASN1_INTEGER_free(serial);
 	BASIC_CONSTRAINTS_free(bc);
 	ASN1_OCTET_STRING_free(skid);

@@ -85,15 +85,15 @@ struct acme_endpoint {
 	bool skip_validated;		/* settings.skip_challenges_when_dcv_validated */
 	char terms_of_service[ACME_URL_MAX];
 	char website[ACME_URL_MAX];
-	struct acme_profile profiles[ACME_MAX_PROFILES];
 	size_t n_profiles;
+	/* last: a copy holds only profiles[0..n_profiles) (acme_endpoint_get()) */
+	struct acme_profile profiles[ACME_MAX_PROFILES];
 };
 
 struct acme_request {
 	const struct http_request *req;
 	struct door_context *door;
 	struct http_response *resp;
-	struct acme_endpoint ep;
 	char prefix[ACME_URL_MAX];	/* base_url + "/acme/" + endpoint name */
 	char url[2 * ACME_URL_MAX];	/* the request URL (JWS "url" must equal it) */
 	/* after acme_authenticate(): */
@@ -111,6 +111,9 @@ struct acme_request {
 	char *facts;
 	/* newOrder: the profile whose policy facts r->object holds, or 0 */
 	int64_t facts_profile_id;
+	/* last, and only profiles[0..ep.n_profiles) are set: acme_handle()
+	 * neither zeroes nor copies the unused profile slots (~23 kB) */
+	struct acme_endpoint ep;
 };
 
 /* The endpoint's profile by id / by name, or NULL. */

@@ -305,6 +305,98 @@ acme_json_depth_ok(const unsigned char *text, size_t len, int max_depth)
 	return true;
 }
 
+/* JSON insignificant whitespace (RFC 8259 §2). */
+static bool
+acme_json_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* A plain string at text[*i] ('"', then printable ASCII other than '"' and
+ * '\\', then '"'): its bytes are text[*start .. *start + *len) and *i moves
+ * past it. False for anything else (escapes, non-ASCII, control bytes). */
+static bool
+acme_json_plain_string(
+    const unsigned char *text, size_t len, size_t *i, size_t *start, size_t *str_len)
+{
+	size_t j;
+
+	if (*i >= len || text[*i] != '"')
+		return false;
+	for (j = *i + 1; j < len && text[j] != '"'; j++) {
+		if (text[j] < 0x20 || text[j] > 0x7e || text[j] == '\\')
+			return false;
+	}
+	if (j >= len)
+		return false;
+	*start = *i + 1;
+	*str_len = j - *start;
+	*i = j + 1;
+	return true;
+}
+
+json_t *
+acme_json_flat_object(const unsigned char *text, size_t len)
+{
+	char key[64];
+	json_t *obj = NULL, *value = NULL;
+	size_t i = 0, k_start, k_len, v_start, v_len;
+
+	while (i < len && acme_json_space(text[i]))
+		i++;
+	if (i >= len || text[i++] != '{')
+		return NULL;
+	if ((obj = json_object()) == NULL)
+		return NULL;
+	while (i < len && acme_json_space(text[i]))
+		i++;
+	if (i < len && text[i] == '}') {
+		i++;
+		goto end;
+	}
+	for (;;) {
+		if (!acme_json_plain_string(text, len, &i, &k_start, &k_len) ||
+		    k_len >= sizeof(key))
+			goto fail;
+		memcpy(key, text + k_start, k_len);
+		key[k_len] = '\0';
+		while (i < len && acme_json_space(text[i]))
+			i++;
+		if (i >= len || text[i++] != ':')
+			goto fail;
+		while (i < len && acme_json_space(text[i]))
+			i++;
+		if (!acme_json_plain_string(text, len, &i, &v_start, &v_len))
+			goto fail;
+		/* a duplicate key: jansson says so (JSON_REJECT_DUPLICATES) */
+		if (json_object_get(obj, key) != NULL)
+			goto fail;
+		value = json_stringn_nocheck((const char *)text + v_start, v_len);
+		if (value == NULL || json_object_set_new_nocheck(obj, key, value) != 0)
+			goto fail;
+		while (i < len && acme_json_space(text[i]))
+			i++;
+		if (i >= len)
+			goto fail;
+		if (text[i] == '}') {
+			i++;
+			break;
+		}
+		if (text[i++] != ',')
+			goto fail;
+		while (i < len && acme_json_space(text[i]))
+			i++;
+	}
+end:
+	while (i < len && acme_json_space(text[i]))
+		i++;
+	if (i == len)
+		return obj;
+fail:
+	json_decref(obj);
+	return NULL;
+}
+
 /* Parses a JSON object from untrusted bytes: bounded size and depth, no
  * duplicate keys, nothing after it but whitespace. Returns a new reference or
  * NULL with a malformed problem naming `what`. */
@@ -320,6 +412,13 @@ acme_json_load_object(const unsigned char *text, size_t len, const char *what, c
 		    "%s is longer than %d bytes", what, ACME_JWS_MAX_BODY);
 		return NULL;
 	}
+	/* Most ACME JSON (the JWS, its protected header with a kid, a
+	 * finalize payload) is one object of plain strings: read that
+	 * directly, jansson's lexer costing more per byte. Anything else, valid
+	 * or not, is jansson's to judge. */
+	root = acme_json_flat_object(text, len);
+	if (root != NULL)
+		return root;
 	if (!acme_json_depth_ok(text, len, ACME_JWS_MAX_DEPTH)) {
 		acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
 		    "%s nests deeper than %d", what, ACME_JWS_MAX_DEPTH);
@@ -672,22 +771,28 @@ acme_key_ec_curve(EVP_PKEY *key)
 	return NULL;
 }
 
-/* The JWS alg that key must sign with, or -1 for a key we do not take. */
+/* The JWS alg that key must sign with, or -1 for a key we do not take; for
+ * an EC key, *curve (when curve is not NULL) says which (looking the group
+ * up costs a provider call, so callers ask once). */
 static int
-acme_key_alg(EVP_PKEY *key)
+acme_key_alg(EVP_PKEY *key, const struct acme_ec_curve **curve)
 {
-	const struct acme_ec_curve *curve = NULL;
+	const struct acme_ec_curve *c = NULL;
 
+	if (curve != NULL)
+		*curve = NULL;
 	if (key == NULL)
 		return -1;
 	if (EVP_PKEY_is_a(key, "RSA"))
 		return ACME_JWS_ALG_RS256;
 	if (EVP_PKEY_is_a(key, "ED25519"))
 		return ACME_JWS_ALG_EDDSA;
-	curve = acme_key_ec_curve(key);
+	c = acme_key_ec_curve(key);
+	if (c == NULL)
+		return -1;
 	if (curve != NULL)
-		return (int)curve->alg;
-	return -1;
+		*curve = c;
+	return (int)c->alg;
 }
 
 /* base64url of a BIGNUM parameter, padded to pad_len bytes (0: minimal). */
@@ -1182,7 +1287,7 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 	if (jws == NULL || jws->signing_input == NULL || key == NULL)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "no key to verify the JWS with");
-	key_alg = acme_key_alg(key);
+	key_alg = acme_key_alg(key, &curve);
 	if (key_alg < 0)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_BAD_PUBLIC_KEY,
 		    "account key type not supported");
@@ -1203,8 +1308,7 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 	case ACME_JWS_ALG_ES256:
 	case ACME_JWS_ALG_ES384:
 	case ACME_JWS_ALG_ES512:
-		curve = acme_key_ec_curve(key);
-		if (curve == NULL)
+		if (curve == NULL) /* cannot be: the alg fits an EC key */
 			goto invalid;
 		digest = curve->digest;
 		if (sig_len != 2 * curve->coord_len)

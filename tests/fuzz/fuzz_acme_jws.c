@@ -18,10 +18,11 @@
  * (The unit test writes every JWS of its table into ENROLLD_FUZZ_SEED_DIR,
  * which gives the fuzzer well-formed, signed starting points.)
  *
- * Beyond "no crash", it checks two properties: a strict base64url decode
- * re-encodes to the very same text (one spelling per byte string), and a
- * key taken from a jwk gives back a canonical JWK that parses to the same
- * key with the same thumbprint.
+ * Beyond "no crash", it checks three properties: a strict base64url decode
+ * re-encodes to the very same text (one spelling per byte string), a key
+ * taken from a jwk gives back a canonical JWK that parses to the same key
+ * with the same thumbprint, and what the JSON fast path
+ * (acme_json_flat_object) takes, jansson reads as the same object.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -95,6 +96,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(bytes);
 	} else if (acme_b64url_valid((const char *)data, size)) {
 		abort(); /* valid but would not decode */
+	}
+
+	/* The JSON fast path takes only what jansson reads as the same object. */
+	obj = acme_json_flat_object(data, size);
+	if (obj != NULL) {
+		json_t *slow = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+
+		if (slow == NULL || json_equal(obj, slow) != 1)
+			abort();
+		json_decref(slow);
+		json_decref(obj);
+		obj = NULL;
 	}
 
 	/* The request path: parse, verify with the embedded key, then what the

@@ -1261,6 +1261,66 @@ t_eab_tests(void)
 	free(p256);
 }
 
+/* The JSON fast path (acme_json_flat_object): a table of texts, whether it
+ * takes each, and for each it takes, that jansson reads the same object. */
+static void
+t_flat_object_tests(void)
+{
+	static const struct {
+		const char *text;
+		bool taken;
+	} cases[] = {
+		{ "{}", true },
+		{ " \t\r\n{ }\n", true },
+		{ "{\"a\":\"b\"}", true },
+		{ "{ \"protected\" : \"eyJ\" , \"payload\":\"\", \"signature\":\"x-_\" }\n", true },
+		{ "{\"\":\"\"}", true },
+		{ "{\"a\":\"b\",\"a\":\"c\"}", false }, /* duplicate: jansson refuses */
+		{ "{\"a\":\"b\\\"c\"}", false },          /* escape */
+		{ "{\"a\":\"\\u0041\"}", false },          /* escape */
+		{ "{\"a\":\"\xc3\xa9\"}", false },           /* non-ASCII */
+		{ "{\"a\":\"\x01\"}", false },               /* control byte */
+		{ "{\"a\":1}", false },                       /* not a string */
+		{ "{\"a\":{\"b\":\"c\"}}", false },           /* nested */
+		{ "{\"a\":\"b\"} x", false },                 /* trailing garbage */
+		{ "{\"a\":\"b\",}", false },                  /* trailing comma */
+		{ "{\"a\" \"b\"}", false },                    /* no colon */
+		{ "{\"a\":\"b\"", false },                    /* unterminated */
+		{ "{\"a\":\"b", false },
+		{ "[\"a\"]", false },
+		{ "\"a\"", false },
+		{ "", false },
+		{ "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":\"b\"}",
+		    false }, /* 64-byte key */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *text = cases[i].text;
+		json_t *fast = acme_json_flat_object((const unsigned char *)text, strlen(text));
+		json_t *slow = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, NULL);
+
+		CHECK((fast != NULL) == cases[i].taken, "flat object %zu (%s): %s", i, text,
+		    fast != NULL ? "taken" : "not taken");
+		if (fast != NULL)
+			CHECK(slow != NULL && json_equal(fast, slow) == 1,
+			    "flat object %zu (%s): jansson reads it otherwise", i, text);
+		json_decref(fast);
+		json_decref(slow);
+	}
+	/* the JWS members come out as jansson's would, lengths included */
+	{
+		static const char body[] = "{\"protected\":\"ab\",\"payload\":\"\"}";
+		json_t *fast = acme_json_flat_object((const unsigned char *)body, strlen(body));
+
+		CHECK(fast != NULL && json_object_size(fast) == 2 &&
+		        json_string_length(json_object_get(fast, "protected")) == 2 &&
+		        json_string_length(json_object_get(fast, "payload")) == 0,
+		    "flat object members");
+		json_decref(fast);
+	}
+}
+
 /* With ENROLLD_FUZZ_SEED_DIR set, writes every JWS of the table there: a
  * seed corpus for tests/fuzz/fuzz_acme_jws.c. */
 static void
@@ -1297,6 +1357,7 @@ main(void)
 	t_jwk_tests();
 	t_b64_tests();
 	t_eab_tests();
+	t_flat_object_tests();
 
 	for (i = 0; i < t_n_cases; i++)
 		free(t_cases[i].body);
