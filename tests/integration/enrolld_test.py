@@ -561,6 +561,19 @@ class Enrolld:
         if start:
             self.start()
 
+    def share_database(self, other):
+        """Points this not yet started daemon at `other`'s database (its own,
+        created by __init__, is dropped) and takes over `other`'s root and
+        admin token: a second instance of the same deployment."""
+        own_db = self.dbname
+        self.dbname = other.dbname
+        self.config_text = self.config_text.replace(self.pg.url(own_db), other.pg.url(other.dbname))
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text)
+        self.pg.drop_database(own_db)
+        self.root_pem = other.root_pem
+        self.token = other.token
+
     # -- process life
 
     def start(self, timeout=None):

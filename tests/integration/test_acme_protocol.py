@@ -1369,14 +1369,7 @@ class AcmeTwoInstancesTest(AcmeBase):
                         % (os.path.join(ca, "root.pem"), os.path.join(ca, "issuing.pem"),
                            os.path.join(ca, "issuing.key")))
         self.addCleanup(d2.close)
-        own_db = d2.dbname
-        d2.dbname = d1.dbname
-        d2.config_text = d2.config_text.replace(d2.pg.url(own_db), d1.pg.url(d1.dbname))
-        with open(d2.config_path, "w") as f:
-            f.write(d2.config_text)
-        d2.pg.drop_database(own_db)
-        d2.root_pem = d1.root_pem
-        d2.token = d1.token
+        d2.share_database(d1)
         d2.start()
 
         c = AcmeClient(d1, self.fast["name"], via=[d1, d2])

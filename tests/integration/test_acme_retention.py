@@ -235,14 +235,7 @@ class AcmeRetentionTwoInstancesTest(tap.AcmeBase):
                            "[ca]\nca_root_cert = %s/root.pem\nca_issuing_cert = %s/issuing.pem\n"
                            "ca_issuing_key = %s/issuing.key\n" % (ca, ca, ca))
             self.addCleanup(self.close_daemon, d)
-            own_db = d.dbname
-            d.dbname = d1.dbname
-            d.config_text = d.config_text.replace(d.pg.url(own_db), d1.pg.url(d1.dbname))
-            with open(d.config_path, "w") as f:
-                f.write(d.config_text)
-            d.pg.drop_database(own_db)
-            d.root_pem = d1.root_pem
-            d.token = d1.token
+            d.share_database(d1)
             daemons.append(d)
         for d in daemons:
             d.start()
