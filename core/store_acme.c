@@ -5,13 +5,16 @@
  * prepared once per connection and run by name (db_exec_prepared(): planning
  * the larger ones costs more than running them), and each function is ONE
  * statement: the nonce is consumed, the account and the object of the
- * request loaded together; an order, its authorizations and their
- * challenges are inserted together through data-modifying CTEs fed by one
- * JSON parameter; an order read also settles the order with its
- * certificate row (a held request an administrator has decided since).
+ * request loaded together (and, once per connection, the nonce table's
+ * sentinel checked: store_acme_sentinel_check()); an order, its
+ * authorizations and their challenges are inserted together through
+ * data-modifying CTEs fed by one JSON parameter. An order reads what its
+ * certificate row says: that row's INSERT (core/ra.c) and an
+ * administrator's decision (migration 003's trigger) move the order.
  *
  * PostgreSQL builds each object as JSON (json_build_object) and jansson
- * parses it once; the door shapes it into RFC 8555 JSON with its URLs.
+ * parses it once (the account of an auth statement comes as columns); the
+ * door shapes it into RFC 8555 JSON with its URLs.
  *
  * State changes are guarded by the state they leave (WHERE status = ...),
  * so concurrent requests - on one instance or several sharing the database -
@@ -924,6 +927,14 @@ store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t p
 #define SA_ORDER_ASYNC_COMMIT "s AS (SELECT set_config('synchronous_commit', 'off', true) AS v),"
 #define SA_ORDER_ASYNC_COMMIT_READ "(SELECT v FROM s) IS NOT NULL"
 
+/* The order ($1-$9) of a newOrder that replaces nothing, inserted as o. */
+#define SA_ORDER_INSERT                                                                            \
+	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers, profile_id,"  \
+	" term_days, replaces, not_after, expires_at)"                                             \
+	" VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"                         \
+	" to_timestamp($8::double precision), to_timestamp($9::double precision))"                 \
+	" RETURNING id, account_id, expires_at)"
+
 /* The authorizations ($10) and challenges of the order inserted as o. */
 #define SA_ORDER_CREATE_AUTHZS                                                                     \
 	" x AS (SELECT * FROM json_to_recordset($10::json) AS x(public_id text, status text,"     \
@@ -983,23 +994,13 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 {
 	/* An order that replaces nothing: the plain INSERT. */
 	static const char sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT " o AS (INSERT INTO acme_orders (public_id, account_id,"
-	    " status, identifiers, profile_id, term_days, replaces, not_after, expires_at)"
-	    " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"
-	    " to_timestamp($8::double precision),"
-	    " to_timestamp($9::double precision))"
-	    " RETURNING id, account_id, expires_at)," SA_ORDER_CREATE_AUTHZS
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT "," SA_ORDER_CREATE_AUTHZS
 	    " SELECT o.id FROM o WHERE " SA_ORDER_ASYNC_COMMIT_READ;
 	/* The same when no authorization has a challenge (every name already
 	 * validated, the common case of a DCV-validated domain): the authzs
 	 * straight from $10, no challenge INSERT to start and run empty. */
 	static const char no_challenges_sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT " o AS (INSERT INTO acme_orders (public_id, account_id,"
-	    " status, identifiers, profile_id, term_days, replaces, not_after, expires_at)"
-	    " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"
-	    " to_timestamp($8::double precision),"
-	    " to_timestamp($9::double precision))"
-	    " RETURNING id, account_id, expires_at),"
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT ","
 	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
 	    " id_value, wildcard, expires_at)"
 	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
@@ -1289,7 +1290,8 @@ store_acme_accounts_list(struct db *db, int64_t endpoint_id, int64_t org_id, int
  * longer, never deleted early). Measured on 120k orders (76k kept): a pass
  * that finds nothing costs 180 ms with the certificate looked up for every
  * row, 33 ms with this test, the cutoff computed once and a sequential scan
- * (314k kept orders: 125-250 ms; a batch of 1000 deletions: about 50 ms). A plain scan, no ORDER BY: every batch deletes what it
+ * (314k kept orders: 125-250 ms; a batch of 1000 deletions: about 50 ms).
+ * A plain scan, no ORDER BY: every batch deletes what it
  * finds, so the next batch starts over without those rows; no new index
  * (one on expires_at would not skip the valid orders kept for their
  * certificates, and every order INSERT would pay for it).

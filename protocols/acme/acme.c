@@ -1111,12 +1111,11 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 	 * Zeroed but for the endpoint's profile slots, which
 	 * acme_endpoint_get() fills as far as they are used. */
 	r = malloc(sizeof(*r));
-	if (r != NULL)
-		memset(r, 0, offsetof(struct acme_request, ep.profiles));
 	if (r == NULL) {
 		http_response_problem(resp, 500, ACME_PROBLEM_SERVER_INTERNAL, NULL, "out of memory");
 		return;
 	}
+	memset(r, 0, offsetof(struct acme_request, ep.profiles));
 	r->req = req;
 	r->door = ctx;
 	r->resp = resp;
