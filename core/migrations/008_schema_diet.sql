@@ -47,6 +47,20 @@
 --      gets no entry; a status = 'requested' (or any other constant but
 --      'issued') filter still uses it.
 --
+-- 3. The last single-column CHECKs of the two issuance tables become domains,
+--    as migration 006 did for the value lists, for the same reason: a table
+--    CHECK is read back from its node text (stringToNode), planned and
+--    compiled for every INSERT or UPDATE statement; a domain's CHECK once per
+--    backend (type cache). certificates.term_days and acme_orders.term_days
+--    (> 0) become term_days, certificates.revocation_reason (0..10)
+--    revocation_reason. A violation is still 23514; the protocol and JSON
+--    show the base type (int). certificates keeps one table CHECK (status and
+--    serial/DER together: two columns); acme_orders has none left, so the
+--    order's UPDATE in the certificate INSERT checks nothing per statement.
+--    Same two steps as 006: the columns change to a domain without a
+--    constraint (binary coercible, no rewrite), then ALTER DOMAIN ADD
+--    CONSTRAINT checks the stored rows.
+--
 -- Measured (/tmp/prof/pgss.py, c=4, 4 workers, see the commit message).
 CREATE FUNCTION never_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -101,3 +115,17 @@ ALTER TABLE acme_authzs
 DROP INDEX audit_log_at_idx;
 DROP INDEX certificates_status_idx;
 CREATE INDEX certificates_status_idx ON certificates (status) WHERE status <> 'issued';
+
+CREATE DOMAIN term_days AS int;
+CREATE DOMAIN revocation_reason AS int;
+ALTER TABLE certificates
+    DROP CONSTRAINT certificates_term_days_check,
+    DROP CONSTRAINT certificates_revocation_reason_check,
+    ALTER COLUMN term_days TYPE term_days,
+    ALTER COLUMN revocation_reason TYPE revocation_reason;
+ALTER TABLE acme_orders
+    DROP CONSTRAINT acme_orders_term_days_check,
+    ALTER COLUMN term_days TYPE term_days;
+ALTER DOMAIN term_days ADD CONSTRAINT term_days_check CHECK (VALUE > 0);
+ALTER DOMAIN revocation_reason ADD CONSTRAINT revocation_reason_check
+    CHECK (VALUE BETWEEN 0 AND 10);

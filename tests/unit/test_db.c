@@ -358,8 +358,9 @@ static void test_schema_guards(struct db *db)
 	CHECK(value_long(db, "SELECT count(*) FROM certificates") == 2);
 #undef CERT_ROW
 
-	/* The value lists of migration 006's domains: each takes its values
-	 * and refuses others (23514, as the table CHECKs did). */
+	/* The value lists of migration 006's domains and the ranges of
+	 * 008's: each takes its values and refuses others (23514, as the
+	 * table CHECKs did). */
 	static const struct {
 		const char *domain, *good, *bad;
 	} lists[] = {
@@ -371,6 +372,10 @@ static void test_schema_guards(struct db *db)
 	    {"acme_identifier_type", "ip", "email"},
 	    {"acme_challenge_type", "tls-alpn-01", "dns-02"},
 	    {"acme_challenge_status", "processing", "expired"},
+	    /* migration 008's, from the table CHECKs of term_days and
+	     * revocation_reason */
+	    {"term_days", "1", "0"},
+	    {"revocation_reason", "10", "11"},
 	};
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		char sql[160];
