@@ -61,7 +61,13 @@
 --    constraint (binary coercible, no rewrite), then ALTER DOMAIN ADD
 --    CONSTRAINT checks the stored rows.
 --
--- Measured (/tmp/prof/pgss.py, c=4, 4 workers, see the commit message).
+-- Measured, ACME issuances at 4 concurrent flows (enrolld 4 workers), 4
+-- alternating runs each, medians: certificate INSERT 267 -> 153 us, order
+-- create 174 -> 115 us; WAL per issuance 31.9 -> 23.7 records; MultiXacts
+-- per run of ~3,000 issuances 1,450-2,065 -> 2-4; PostgreSQL CPU per
+-- issuance 1.77 -> 1.62 ms. callgrind, one backend, per order create plus
+-- certificate INSERT: 1,448k -> 1,134k instructions with 1. and 2., 1,073k
+-- with 3. too (each figure includes ~270k of the SQL-level EXECUTE itself).
 CREATE FUNCTION never_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'rows of % are never deleted: deactivate them instead', TG_TABLE_NAME
