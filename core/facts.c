@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -29,6 +30,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "names.h"
 #include "types.h"
 
 struct facts_dept {
@@ -210,6 +212,53 @@ static json_t *facts_column(PGresult *res, int col, bool *fail)
 	return j;
 }
 
+/* By domain name (unique per domain: a domain's delegations end up
+ * adjacent). */
+static int facts_delegation_cmp(const void *a, const void *b)
+{
+	const struct facts_delegation *x = a, *y = b;
+
+	return strcmp(x->name != NULL ? x->name : "", y->name != NULL ? y->name : "");
+}
+
+/* The index of the first delegation of domain `name` in e (sorted), or -1. */
+static ptrdiff_t facts_delegation_find(const struct facts_entry *e, const char *name)
+{
+	size_t lo = 0, hi = e->n_dels;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(e->dels[mid].name != NULL ? e->dels[mid].name : "", name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < e->n_dels && e->dels[lo].name != NULL && strcmp(e->dels[lo].name, name) == 0)
+		return (ptrdiff_t)lo;
+	return -1;
+}
+
+static int facts_index_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The part of n that is looked up among domains: the address, the DNS name
+ * (a wildcard's "*." label matches no domain), or the e-mail address's
+ * domain; NULL when none. As names_candidates() (names.c). */
+static const char *facts_lookup_part(const struct req_name *n)
+{
+	const char *at;
+
+	if (n->kind != NAME_EMAIL)
+		return n->value[0] != '\0' ? n->value : NULL;
+	at = strrchr(n->value, '@');
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
 /* Fills e from the load statement's row. 0 or -1. */
 static int facts_entry_parse(struct facts_entry *e, PGresult *res)
 {
@@ -310,10 +359,10 @@ static int facts_entry_parse(struct facts_entry *e, PGresult *res)
 		for (k = 0; k < json_array_size(w); k++)
 			ep->profile_ids[ep->n_profile_ids++] = (int64_t)json_integer_value(json_array_get(w, k));
 	}
+	if (!fail)
+		qsort(e->dels, e->n_dels, sizeof(*e->dels), facts_delegation_cmp);
 	rc = fail ? -1 : 0;
 out:
-	if (fail && rc == 0)
-		rc = -1;
 	json_decref(org);
 	json_decref(depts);
 	json_decref(dels);
@@ -426,7 +475,7 @@ void facts_view_free(struct facts_view *v)
 
 /* Fills the view of (dept, profile, endpoint) from v->entry. 0 or -1. */
 static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profile_id,
-    int64_t endpoint_id)
+    int64_t endpoint_id, const struct req_name *names, size_t n_names)
 {
 	const struct facts_entry *e = v->entry;
 	const struct facts_dept *dept = NULL;
@@ -435,7 +484,7 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 	bool lists_profile = false;
 	struct timeval tv;
 	double now;
-	size_t i;
+	size_t i, k, n_cand = 0, *starts = NULL;
 
 	for (i = 0; dept_id != 0 && i < e->n_depts; i++)
 		if (e->depts[i].id == dept_id)
@@ -467,30 +516,68 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 		if (ep->profile_ids[i] == profile_id)
 			lists_profile = true;
 
-	/* The delegations to the organization or this department, one entry
-	 * per domain with the union of their certificate types (they come
-	 * ordered by domain). DCV expiry judged now. */
-	v->domains = calloc(e->n_dels + 1, sizeof(*v->domains));
-	if (v->domains == NULL)
+	/* The delegations to the organization or this department of the
+	 * domains the names can be inside (every label-aligned suffix of each
+	 * name: names_candidates(), names.c), one entry per domain with the
+	 * union of their certificate types - however many domains the
+	 * organization has. DCV expiry judged now. */
+	for (i = 0; i < n_names; i++) {
+		const char *p = facts_lookup_part(&names[i]);
+
+		while (p != NULL) {
+			n_cand++;
+			if (names[i].kind == NAME_IP || (p = strchr(p, '.')) == NULL)
+				break;
+			p++;
+		}
+	}
+	starts = calloc(n_cand + 1, sizeof(*starts));
+	v->domains = calloc(n_cand + 1, sizeof(*v->domains));
+	if (starts == NULL || v->domains == NULL) {
+		free(starts);
 		return -1;
+	}
+	n_cand = 0;
+	for (i = 0; i < n_names; i++) {
+		const char *p = facts_lookup_part(&names[i]);
+
+		while (p != NULL) {
+			ptrdiff_t at = facts_delegation_find(e, p);
+
+			if (at >= 0)
+				starts[n_cand++] = (size_t)at;
+			if (names[i].kind == NAME_IP || (p = strchr(p, '.')) == NULL)
+				break;
+			p++;
+		}
+	}
+	qsort(starts, n_cand, sizeof(*starts), facts_index_cmp);
 	gettimeofday(&tv, NULL);
 	now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-	for (i = 0; i < e->n_dels; i++) {
-		const struct facts_delegation *d = &e->dels[i];
-		struct policy_domain *out;
+	for (k = 0; k < n_cand; k++) {
+		struct policy_domain *out = NULL;
 
-		if (d->dept_id != 0 && d->dept_id != dept_id)
+		if (k > 0 && starts[k] == starts[k - 1])
 			continue;
-		if (v->n_domains > 0 && strcmp(v->domains[v->n_domains - 1].name, d->name) == 0) {
-			v->domains[v->n_domains - 1].cert_types |= d->cert_types;
-			continue;
+		for (i = starts[k]; i < e->n_dels && strcmp(e->dels[i].name, e->dels[starts[k]].name) == 0;
+		     i++) {
+			const struct facts_delegation *d = &e->dels[i];
+
+			if (d->dept_id != 0 && d->dept_id != dept_id)
+				continue;
+			if (out != NULL) {
+				out->cert_types |= d->cert_types;
+				continue;
+			}
+			out = &v->domains[v->n_domains++];
+			out->name = d->name;
+			out->active = d->active;
+			out->dcv_validated =
+			    d->dcv_status_validated && (!d->has_dcv_expiry || d->dcv_expires > now);
+			out->cert_types = d->cert_types;
 		}
-		out = &v->domains[v->n_domains++];
-		out->name = d->name;
-		out->active = d->active;
-		out->dcv_validated = d->dcv_status_validated && (!d->has_dcv_expiry || d->dcv_expires > now);
-		out->cert_types = d->cert_types;
 	}
+	free(starts);
 
 	v->input.endpoint_active = endpoint_id == 0 || (ep != NULL && ep->active);
 	v->input.org_active = e->org_active;
@@ -505,7 +592,8 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 }
 
 int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id,
-    int64_t profile_id, int64_t endpoint_id, struct facts_view *out)
+    int64_t profile_id, int64_t endpoint_id, const struct req_name *names, size_t n_names,
+    struct facts_view *out)
 {
 	struct facts_entry *e = NULL;
 
@@ -531,7 +619,7 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
 		pthread_mutex_unlock(&facts_lock);
 	}
 	out->entry = e;
-	if (facts_view_build(out, dept_id, profile_id, endpoint_id) != 0) {
+	if (facts_view_build(out, dept_id, profile_id, endpoint_id, names, n_names) != 0) {
 		facts_view_free(out);
 		return -1;
 	}

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "names.h"
 #include "policy.h"
 
 struct db;
@@ -48,8 +49,10 @@ struct facts_view {
 	bool include_address;
 	unsigned key_usage, ext_key_usage;
 	struct policy_profile profile;
-	/* the delegations to the org (dept NULL) or this department, merged
-	 * per domain (union of cert types); owned array, names borrowed */
+	/* the delegations to the org (dept NULL) or this department of the
+	 * domains the request's names can be inside (their label-aligned
+	 * suffixes), merged per domain (union of cert types); owned array,
+	 * names borrowed */
 	struct policy_domain *domains;
 	size_t n_domains;
 	/* csr, term and auto-approve left to the caller; profile points at
@@ -66,7 +69,8 @@ struct facts_view {
  * db_unavailable(), or out of memory).
  */
 int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id,
-    int64_t profile_id, int64_t endpoint_id, struct facts_view *out)
+    int64_t profile_id, int64_t endpoint_id, const struct req_name *names, size_t n_names,
+    struct facts_view *out)
     __attribute__((warn_unused_result));
 
 void facts_view_free(struct facts_view *v);

@@ -198,12 +198,13 @@ static unsigned char *ra_hex_decode(const char *text, size_t *len)
  * was found, which the caller returns. generation 0: one statement reads the
  * facts generation and the existing row; else the caller read both in a
  * statement of its own (enroll_request.facts_generation, existing_json).
+ * The domains are those the names of csr can touch (NULL: none).
  * *f is freed by the caller (ra_facts_free()) whatever the outcome.
  */
 static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_id,
                                     int64_t profile_id, int64_t endpoint_id, const char *key,
-                                    int64_t generation, const char *existing_json,
-                                    struct ra_facts *f)
+                                    const struct csr_info *csr, int64_t generation,
+                                    const char *existing_json, struct ra_facts *f)
 {
 	const char *params[1] = { key };
 	PGresult *res = NULL;
@@ -232,7 +233,8 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 			goto out;
 		}
 	}
-	if (facts_get(db, generation, org_id, dept_id, profile_id, endpoint_id, &f->v) != 0) {
+	if (facts_get(db, generation, org_id, dept_id, profile_id, endpoint_id,
+	              csr != NULL ? csr->names : NULL, csr != NULL ? csr->n_names : 0, &f->v) != 0) {
 		rc = ra_db_status(db);
 		goto out;
 	}
@@ -686,8 +688,8 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 		goto out;
 	}
 	rc = ra_facts_load(db, req->org_id, req->dept_id, req->profile_id, req->endpoint_id,
-	                   req->idempotency_key, req->facts_generation, req->existing_json,
-	                   &facts);
+	                   req->idempotency_key, parsed == RA_OK ? &csr : NULL,
+	                   req->facts_generation, req->existing_json, &facts);
 	if (scope != NULL && (rc == RA_OK || rc == RA_NOT_FOUND)) {
 		if (!facts.v.profile_found) {
 			/* the same words as the admin API's 404 (admin_not_found) */
@@ -836,7 +838,8 @@ enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_con
 		goto out;
 	}
 
-	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, 0, NULL, &facts);
+	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, &csr, 0, NULL,
+	                   &facts);
 	if (rc != RA_OK)
 		goto out;
 	rc = RA_ERROR;

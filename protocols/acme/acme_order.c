@@ -472,6 +472,7 @@ acme_new_order(struct acme_request *r)
 	const struct acme_profile *profile = NULL;
 	struct acme_ident *ids = NULL;
 	struct facts_view facts;
+	struct req_name *names = NULL;
 	struct policy_decision dec;
 	struct store_acme_order_new in;
 	json_t *subs = NULL, *identifiers = NULL, *authzs = NULL;
@@ -548,8 +549,13 @@ acme_new_order(struct acme_request *r)
 	/* The policy facts, from the cache (core/facts.h) of at least the
 	 * generation read with the account. The endpoint is not judged here:
 	 * only active endpoints are served, and the profile is one of its. */
-	if (facts_get(r->door->db, r->facts_generation, org_id, dept_id, profile->id, 0,
-		&facts) != 0) {
+	names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
+	if (names == NULL)
+		goto oom;
+	for (i = 0; i < n; i++)
+		names[i] = ids[i].name;
+	if (facts_get(r->door->db, r->facts_generation, org_id, dept_id, profile->id, 0, names,
+		(size_t)n, &facts) != 0) {
 		acme_db_failure(r, "order facts");
 		goto out;
 	}
@@ -689,6 +695,7 @@ out:
 	json_decref(public_ids);
 	json_decref(order);
 	facts_view_free(&facts);
+	free(names);
 }
 
 /* ---------- orders ---------- */
