@@ -407,7 +407,7 @@ static struct facts_entry *facts_cache_find(int64_t generation, int64_t org_id)
 {
 	size_t i;
 
-	if (generation != facts_generation)
+	if (generation == 0 || generation != facts_generation)
 		return NULL;
 	for (i = 0; i < facts_n_entries; i++) {
 		if (facts_entries[i]->org_id == org_id) {
@@ -598,7 +598,7 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
 	struct facts_entry *e = NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (generation == 0) {
+	if (generation <= 0) {
 		char *g = db_value(db, "facts_generation", "SELECT " FACTS_GENERATION_SQL "::text",
 		    0, NULL);
 
@@ -614,9 +614,13 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
 		e = facts_entry_load(db, org_id);
 		if (e == NULL)
 			return -1;
-		pthread_mutex_lock(&facts_lock);
-		facts_cache_install(e);
-		pthread_mutex_unlock(&facts_lock);
+		/* generation 0: the counter row is gone (no coherence):
+		 * answer from the database every time */
+		if (e->generation != 0) {
+			pthread_mutex_lock(&facts_lock);
+			facts_cache_install(e);
+			pthread_mutex_unlock(&facts_lock);
+		}
 	}
 	out->entry = e;
 	if (facts_view_build(out, dept_id, profile_id, endpoint_id, names, n_names) != 0) {
