@@ -46,7 +46,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -54,6 +53,7 @@
 #include "config.h"
 #include "doors.h"
 #include "log.h"
+#include "public_random.h"
 #include "request.h"
 #include "workers.h"
 
@@ -436,7 +436,7 @@ http_request_id(char out[16])
 	unsigned char raw[6];
 	size_t i;
 
-	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+	if (public_random_bytes(raw, sizeof(raw)) != 0) {
 		/* Not fatal: an id only needs to tell log lines apart. */
 		static unsigned long counter;
 
