@@ -303,6 +303,13 @@ static void db_forget_prepared(struct db_conn *dc, const char *name)
 PGresult *db_exec_prepared(struct db *db, const char *name, const char *sql, int nparams,
                            const char *const *params)
 {
+	return db_exec_prepared_formats(db, name, sql, nparams, params, NULL, NULL);
+}
+
+PGresult *db_exec_prepared_formats(struct db *db, const char *name, const char *sql, int nparams,
+                                   const char *const *params, const int *lengths,
+                                   const int *formats)
+{
 	struct db_conn *dc = db_conn_of(db);
 	PGresult *res = NULL;
 	const char *sqlstate = NULL;
@@ -328,7 +335,7 @@ PGresult *db_exec_prepared(struct db *db, const char *name, const char *sql, int
 			if (dc->n_prepared < DB_MAX_PREPARED)
 				dc->prepared[dc->n_prepared++] = name;
 		}
-		res = PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
+		res = PQexecPrepared(db->conn, name, nparams, params, lengths, formats, 0);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK) {
 			db_set_sqlstate(db, "");
 			return res;

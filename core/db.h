@@ -52,6 +52,11 @@ PGresult *db_exec(struct db *db, const char *what, const char *sql,
  * Re-prepared after a reconnect. */
 PGresult *db_exec_prepared(struct db *db, const char *name, const char *sql,
     int nparams, const char *const *params);
+/* Same, with some parameters in binary format: formats[i] = 1 passes
+ * params[i] as lengths[i] raw bytes (a bytea's own bytes, no hex text for the
+ * server to decode), 0 as text (lengths[i] ignored). NULL formats: all text. */
+PGresult *db_exec_prepared_formats(struct db *db, const char *name, const char *sql,
+    int nparams, const char *const *params, const int *lengths, const int *formats);
 /* Same, one row one column expected: returns a newly allocated copy of the
  * value ("" for SQL NULL), or NULL on error or no row. */
 char *db_value(struct db *db, const char *what, const char *sql,

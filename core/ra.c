@@ -36,6 +36,7 @@
 #include "ra.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,31 +75,43 @@ static const char ra_facts_sql[] =
  * processing, only from pending, ready or processing. This is the INSERT half
  * of migration 003's trigger, moved here by migration 006 (no plpgsql call, no
  * SPI); this is the only statement inserting certificate rows. Administrator
- * decisions on a held request move the order through the UPDATE trigger. */
-#define RA_INSERT_SQL                                                                              \
+ * decisions on a held request move the order through the UPDATE trigger.
+ *
+ * The order's move and the audit entry read what they need of the new row
+ * from the parameters it was made of ($1 status, $2 org, $3 department, $19
+ * idempotency key: no trigger or default changes them on INSERT), and only
+ * its id from the CTE. RETURNING names what the final SELECT shows: never
+ * the DERs, which would otherwise be copied into the CTE's tuplestore and out
+ * again for nothing. $9 (CSR) and $18 (certificate) travel in binary, their
+ * own bytes (ra_record). */
+#define RA_INSERT_SQL(returning)                                                                   \
 	"WITH c AS (INSERT INTO certificates (status, org_id, dept_id, profile_id, endpoint_id,"   \
 	" protocol, requester, requester_admin_id, csr_der, common_name, names, key_type,"         \
 	" term_days, serial, issuer, not_before, not_after, cert_der, idempotency_key)"            \
 	" VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6, $7::text, $8::bigint,"   \
 	" $9::bytea, $10, $11::text[], $12, $13::int, $14, $15,"                                   \
 	" to_timestamp($16::double precision), to_timestamp($17::double precision),"               \
-	" $18::bytea, $19) RETURNING *),"                                                          \
+	" $18::bytea, $19) RETURNING " returning "),"                                              \
 	" ord AS (UPDATE acme_orders o SET certificate_id = c.id,"                                 \
-	" status = CASE WHEN c.status = 'issued' THEN 'valid' ELSE 'processing' END"               \
-	" FROM c WHERE o.id = CASE WHEN c.idempotency_key LIKE 'acme-order:%'"                     \
-	" THEN substr(c.idempotency_key, 12)::bigint END"                                          \
+	" status = CASE WHEN $1 = 'issued' THEN 'valid' ELSE 'processing' END"                     \
+	" FROM c WHERE o.id = CASE WHEN $19 LIKE 'acme-order:%' THEN substr($19, 12)::bigint END"  \
 	" AND o.status IN ('pending', 'ready', 'processing')),"                                    \
 	" a AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"    \
-	" outcome, reason, details) SELECT $7::text, $20, 'certificate', c.id, c.org_id,"          \
-	" c.dept_id, $21, $22, $23::jsonb FROM c)"
+	" outcome, reason, details) SELECT $7::text, $20, 'certificate', c.id, $2::bigint,"        \
+	" $3::bigint, $21, $22, $23::jsonb FROM c)"
 
-/* ... answering with the row as the admin API shows it (STORE_CERT_JSON) */
+/* ... answering with the row as the admin API shows it (STORE_CERT_JSON:
+ * every column it reads must be in this RETURNING list) */
 static const char ra_insert_sql[] =
-    RA_INSERT_SQL " SELECT c.id, " STORE_CERT_JSON("c") "::text FROM c";
+    RA_INSERT_SQL("id, status, org_id, dept_id, profile_id, endpoint_id, protocol, requester,"
+                  " requester_admin_id, approver_admin_id, common_name, names, key_type,"
+                  " term_days, serial, issuer, not_before, not_after, revoked_at,"
+                  " revocation_reason, decline_reason, created_at, updated_at")
+    " SELECT c.id, " STORE_CERT_JSON("c") "::text FROM c";
 /* ... answering with its id alone, for doors that do not show the row
  * (building the JSON, five timestamps formatted, is a good part of the
  * statement's cost). */
-static const char ra_insert_id_sql[] = RA_INSERT_SQL " SELECT c.id FROM c";
+static const char ra_insert_id_sql[] = RA_INSERT_SQL("id") " SELECT c.id FROM c";
 
 static const char ra_existing_sql[] =
     "SELECT " RA_EXISTING_JSON("c") "::text FROM certificates c WHERE c.idempotency_key = $1";
@@ -494,21 +507,18 @@ static char *ra_details(const struct enroll_request *req, const struct ra_facts 
 	return s;
 }
 
-/* The DER of the CSR as a bytea parameter; newly allocated. */
-static char *ra_csr_param(const struct csr_info *csr)
+/* The DER of the CSR, for a binary bytea parameter: *len bytes, newly
+ * allocated (the caller OPENSSL_free()s), or NULL. */
+static unsigned char *ra_csr_der(const struct csr_info *csr, int *len)
 {
 	unsigned char *der = NULL;
-	char *hex = NULL;
-	int len;
 
-	len = i2d_X509_REQ(csr->req, &der);
-	if (len <= 0) {
+	*len = i2d_X509_REQ(csr->req, &der);
+	if (*len <= 0) {
 		log_ssl_warnx("i2d_X509_REQ(ra_csr)");
 		return NULL;
 	}
-	hex = ra_bytea_param(der, (size_t)len);
-	OPENSSL_free(der);
-	return hex;
+	return der;
 }
 
 /* The request was judged HOLD or ISSUE: signs (ISSUE) and records the row and
@@ -521,20 +531,23 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 	bool issue = dec->outcome == POLICY_ISSUE;
 	char org[24], dept[24], profile[24], endpoint[24], admin[24], term[16];
 	char nb_text[24], na_text[24], serial[41] = "", cn[NAME_MAX_LEN];
-	char *csr_hex = NULL, *cert_hex = NULL, *names_lit = NULL, *details = NULL;
+	char *names_lit = NULL, *details = NULL;
 	json_t *names = NULL;
-	unsigned char *der = NULL;
+	unsigned char *der = NULL, *csr_der = NULL;
 	size_t der_len = 0;
+	int csr_len = 0;
 	time_t not_before = 0, not_after = 0;
 	const char *params[23];
+	/* $9 and $18, the DERs, in binary; the rest as text */
+	int lengths[23] = {0}, formats[23] = {0};
 	PGresult *res = NULL;
 	enum ra_status rc = RA_ERROR;
 
 	ra_subject_cn(csr, cn, sizeof(cn));
 	if (ra_names(csr, &names_lit, &names) != 0)
 		goto out;
-	csr_hex = ra_csr_param(csr);
-	if (csr_hex == NULL)
+	csr_der = ra_csr_der(csr, &csr_len);
+	if (csr_der == NULL)
 		goto out;
 	if (issue) {
 		ca_new_serial(serial);
@@ -543,9 +556,10 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 			log_warnx("ca_issue(ra_enroll): signing failed");
 			goto out;
 		}
-		cert_hex = ra_bytea_param(der, der_len);
-		if (cert_hex == NULL)
+		if (der_len > INT_MAX) {
+			log_warnx("ca_issue(ra_enroll): %zu bytes of DER", der_len);
 			goto out;
+		}
 		snprintf(nb_text, sizeof(nb_text), "%lld", (long long)not_before);
 		snprintf(na_text, sizeof(na_text), "%lld", (long long)not_after);
 	}
@@ -567,7 +581,9 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 	params[5] = req->protocol;
 	params[6] = req->requester;
 	params[7] = req->requester_admin_id != 0 ? admin : NULL;
-	params[8] = csr_hex;
+	params[8] = (const char *)csr_der;
+	lengths[8] = csr_len;
+	formats[8] = 1;
 	params[9] = cn[0] != '\0' ? cn : NULL;
 	params[10] = names_lit;
 	params[11] = key_type_name((enum key_type)csr->key_type);
@@ -576,16 +592,20 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 	params[14] = issue ? ca_issuer_name(ca) : NULL;
 	params[15] = issue ? nb_text : NULL;
 	params[16] = issue ? na_text : NULL;
-	params[17] = cert_hex;
+	params[17] = issue ? (const char *)der : NULL;
+	lengths[17] = (int)der_len;
+	formats[17] = 1;
 	params[18] = req->idempotency_key;
 	params[19] = issue ? "certificate.issue" : "certificate.request";
 	params[20] = issue ? "ok" : "held";
 	params[21] = issue ? NULL : dec->reason;
 	params[22] = details;
 	if (req->want_cert_json)
-		res = store_cert_exec(db, STORE_CERT_STMT_INSERT, ra_insert_sql, 23, params);
+		res = store_cert_exec_formats(db, STORE_CERT_STMT_INSERT, ra_insert_sql, 23, params,
+		                              lengths, formats);
 	else
-		res = store_cert_exec(db, STORE_CERT_STMT_INSERT_ID, ra_insert_id_sql, 23, params);
+		res = store_cert_exec_formats(db, STORE_CERT_STMT_INSERT_ID, ra_insert_id_sql, 23,
+		                              params, lengths, formats);
 	if (res == NULL) {
 		/* Another worker committed the same idempotent request first:
 		 * our signature (if any) is dropped, theirs is the answer. */
@@ -620,8 +640,7 @@ static enum ra_status ra_record(struct db *db, struct ca *ca, const struct enrol
 out:
 	PQclear(res);
 	OPENSSL_free(der);
-	free(csr_hex);
-	free(cert_hex);
+	OPENSSL_free(csr_der);
 	free(names_lit);
 	free(details);
 	json_decref(names);

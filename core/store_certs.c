@@ -32,6 +32,14 @@ PGresult *store_cert_exec(struct db *db, enum store_cert_stmt stmt, const char *
 	return db_exec_prepared(db, store_cert_stmt_names[stmt], sql, nparams, params);
 }
 
+PGresult *store_cert_exec_formats(struct db *db, enum store_cert_stmt stmt, const char *sql,
+                                  int nparams, const char *const *params, const int *lengths,
+                                  const int *formats)
+{
+	return db_exec_prepared_formats(db, store_cert_stmt_names[stmt], sql, nparams, params,
+	                                lengths, formats);
+}
+
 /* ---------- reads for the admin API ---------- */
 
 void store_cert_row_free(struct store_cert_row *row)

@@ -128,5 +128,9 @@ enum store_cert_stmt {
  * every call). The caller PQclear()s. */
 PGresult *store_cert_exec(struct db *db, enum store_cert_stmt stmt, const char *sql, int nparams,
                           const char *const *params);
+/* Same, with binary parameters where formats[i] = 1 (db_exec_prepared_formats). */
+PGresult *store_cert_exec_formats(struct db *db, enum store_cert_stmt stmt, const char *sql,
+                                  int nparams, const char *const *params, const int *lengths,
+                                  const int *formats);
 
 #endif

@@ -23,6 +23,7 @@ Against the real binary and a real PostgreSQL (enrolld_test harness):
     different request is 409.
 """
 
+import base64
 import os
 import re
 import secrets
@@ -48,6 +49,14 @@ def sans_of(pem):
     if not m:
         return []
     return sorted(s.strip() for s in m.group(1).split(","))
+
+
+def der_hex_of(pem):
+    """Hex of the DER inside the first PEM block of `pem` (str or bytes)."""
+    if isinstance(pem, bytes):
+        pem = pem.decode()
+    body = pem.split("-----")[2]  # "", "BEGIN ...", body, "END ...", ...
+    return base64.b64decode("".join(body.split())).hex()
 
 
 def first_cert(chain_pem):
@@ -169,12 +178,18 @@ class EnrollmentTest(et.EnrolldTestCase):
                 self.assertIn("%s/crl/default.crl" % d.url, text)
 
                 row = d.sql("SELECT status, serial, issuer, encode(cert_der, 'base64') IS NOT NULL,"
-                            " requester, term_days FROM certificates WHERE id = %d" % c["id"])[0]
+                            " requester, term_days, encode(csr_der, 'hex'),"
+                            " encode(cert_der, 'hex') FROM certificates WHERE id = %d"
+                            % c["id"])[0]
                 self.assertEqual(row[0], "issued")
                 self.assertEqual(row[1], c["serial"])
                 self.assertEqual(row[2], "default")
                 self.assertEqual(row[4], "admin:1")
                 self.assertEqual(row[5], "90")
+                # the DERs are stored byte for byte (they travel as binary
+                # parameters): the request's CSR, the certificate answered
+                self.assertEqual(row[6], der_hex_of(csr))
+                self.assertEqual(row[7], der_hex_of(pem))
                 audit = d.sql("SELECT outcome, actor, details->>'serial' FROM audit_log"
                               " WHERE action = 'certificate.issue' AND object_id = %d"
                               % c["id"])
@@ -367,6 +382,8 @@ class EnrollmentTest(et.EnrolldTestCase):
         held = et.expect(r, 202)
         self.assertEqual(held["status"], "requested")
         self.assertIsNone(held["serial"])
+        self.assertEqual(d.sql("SELECT encode(csr_der, 'hex'), cert_der IS NULL FROM certificates"
+                               " WHERE id = %d" % held["id"]), [(der_hex_of(csr), "t")])
         self.assertNotIn("pem", held)
         self.assertEqual(d.count("certificates"), before + 1)
         self.assertEqual(d.sql("SELECT outcome, reason FROM audit_log WHERE object_id = %d"
