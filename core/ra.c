@@ -80,7 +80,8 @@ static const char ra_facts_sql[] =
  * The order's move and the audit entry read what they need of the new row
  * from the parameters it was made of ($1 status, $2 org, $3 department, $19
  * idempotency key: no trigger or default changes them on INSERT), and only
- * its id from the CTE. RETURNING names what the final SELECT shows: never
+ * its id from the CTE (the order's, as a scalar subquery: no join to plan
+ * and run; c always holds exactly one row). RETURNING names what the final SELECT shows: never
  * the DERs, which would otherwise be copied into the CTE's tuplestore and out
  * again for nothing. $9 (CSR) and $18 (certificate) travel in binary, their
  * own bytes (ra_record). */
@@ -92,9 +93,9 @@ static const char ra_facts_sql[] =
 	" $9::bytea, $10, $11::text[], $12, $13::int, $14, $15,"                                   \
 	" to_timestamp($16::double precision), to_timestamp($17::double precision),"               \
 	" $18::bytea, $19) RETURNING " returning "),"                                              \
-	" ord AS (UPDATE acme_orders o SET certificate_id = c.id,"                                 \
+	" ord AS (UPDATE acme_orders o SET certificate_id = (SELECT id FROM c),"                   \
 	" status = CASE WHEN $1 = 'issued' THEN 'valid' ELSE 'processing' END"                     \
-	" FROM c WHERE o.id = CASE WHEN $19 LIKE 'acme-order:%' THEN substr($19, 12)::bigint END"  \
+	" WHERE o.id = CASE WHEN $19 LIKE 'acme-order:%' THEN substr($19, 12)::bigint END"         \
 	" AND o.status IN ('pending', 'ready', 'processing')),"                                    \
 	" a AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"    \
 	" outcome, reason, details) SELECT $7::text, $20, 'certificate', c.id, $2::bigint,"        \
