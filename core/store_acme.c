@@ -424,7 +424,8 @@ out:
 /* $1 nonce, $2 its expiry, $3 endpoint, $4 the account: its id (kid) or
  * its key's thumbprint (jwk, STORE_ACME_OBJ_NONE only); the object
  * statements add $5 public id (newOrder's facts: $5 profile, $6 candidate
- * domains).
+ * domains) and, last, the thumbprint of the key the caller holds parsed
+ * (SA_AUTH_SELECT).
  *
  * Every statement here must plan the same whatever its parameters: a
  * prepared statement whose generic plan looks costlier than the plans made
@@ -434,17 +435,28 @@ out:
  * "$n AND ..." branch here, and the two ways to name the account are two
  * statements, not one coalesce() of both lookups.
  *
- * The account comes as plain columns (SA_AUTH_ACCOUNT_COLS, in the order
- * of enum store_acme_auth_col), the object as JSON text after them. */
+ * The account comes as plain columns (SA_AUTH_SELECT, in the order of
+ * enum store_acme_auth_col; all of it, SA_AUTH_ACCOUNT_REST, only for
+ * STORE_ACME_OBJ_NONE: only the account routes answer with the account
+ * object), the object as JSON text after them. */
 #define SA_AUTH_WITH                                                                               \
 	"WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"                                   \
 	" VALUES ($1, to_timestamp($2::double precision))"                                         \
 	" ON CONFLICT (nonce) DO NOTHING RETURNING 1)"
 
-#define SA_AUTH_SELECT                                                                             \
-	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.jwk::text,"     \
-	" a.key_thumbprint, to_json(a.contact)::text, a.tos_agreed, a.eab_key_id, "              \
-	SA_TS("a.created_at")
+/* What every request needs of the account; the key's JWK only when its
+ * thumbprint is not `held` (a text parameter: the thumbprint of the key the
+ * caller already holds parsed, '' for none), so a request whose account key
+ * is cached transfers and parses no JWK, while a key changed meanwhile (by
+ * any instance) comes back with the row that says so. */
+#define SA_AUTH_SELECT(held)                                                                       \
+	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint," \
+	" CASE WHEN a.key_thumbprint = " held "::text THEN NULL ELSE a.jwk::text END"
+
+/* The rest of the account, for the requests that may answer with the
+ * account object (STORE_ACME_OBJ_NONE). */
+#define SA_AUTH_ACCOUNT_REST                                                                       \
+	", to_json(a.contact)::text, a.tos_agreed, a.eab_key_id, " SA_TS("a.created_at")
 
 /* One row, with or without an account. */
 #define SA_AUTH_FROM_KID                                                                           \
@@ -461,13 +473,15 @@ enum store_acme_auth_col {
 	SA_COL_STATUS,
 	SA_COL_ORG_ID,
 	SA_COL_DEPT_ID,
-	SA_COL_JWK,
 	SA_COL_THUMBPRINT,
+	SA_COL_JWK,
+	/* STORE_ACME_OBJ_NONE: SA_AUTH_ACCOUNT_REST */
 	SA_COL_CONTACT,
 	SA_COL_TOS_AGREED,
 	SA_COL_EAB_KEY_ID,
 	SA_COL_CREATED_AT,
-	SA_COL_OBJECT,
+	/* the other objects */
+	SA_COL_OBJECT = SA_COL_JWK + 1,
 	SA_COL_FACTS,
 };
 
@@ -488,16 +502,18 @@ enum store_acme_auth_col {
 
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
-	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT SA_AUTH_FROM_KID,
+	/* with the JWK always: the account object shows it ("key") */
+	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT("''") SA_AUTH_ACCOUNT_REST
+	    SA_AUTH_FROM_KID,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT SA_AUTH_FROM_KID,
 	/* The account's own order only: another's gets no facts (nor an
 	 * answer: 404). Same snapshot as the order read. */
-	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT
 	    ", (SELECT " RA_FACTS_JSON("a.org_id", "a.dept_id", "fo.profile_id", "$3::bigint",
 		"'acme-order:' || fo.id", SA_ORDER_CANDIDATES("fo"))
 	    " FROM acme_orders fo WHERE fo.account_id = a.id AND fo.public_id = $5)::text"
 	    SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
 	    " 'status', " SA_AUTHZ_STATUS("z") ", 'type', z.id_type, 'value', z.id_value,"
@@ -507,21 +523,21 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
 	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
 	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
 	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
 	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)"
 	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
 	    " WHERE c.public_id = $5)::text" SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('account_id', o.account_id, 'cert_status', c.status,"
 	    " 'cert_der', encode(c.cert_der, 'hex'))"
 	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
 	    " WHERE o.public_id = $5)::text" SA_AUTH_FROM_KID,
 	/* NULL without an organization (a.org_id NULL) or without the
 	 * profile */
-	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$7")
 	    ", (SELECT " SA_FACTS_JSON("a.org_id", "a.dept_id", "$6")
 	    " FROM organizations o JOIN profiles p ON p.id = $5::bigint"
 	    " WHERE o.id = a.org_id)::text" SA_AUTH_FROM_KID,
@@ -538,7 +554,8 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 };
 
 /* The account named by its key (jwk): newAccount, revokeCert. */
-static const char store_acme_auth_jwk_sql[] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_JWK;
+static const char store_acme_auth_jwk_sql[] =
+    SA_AUTH_WITH SA_AUTH_SELECT("''") SA_AUTH_ACCOUNT_REST SA_AUTH_FROM_JWK;
 
 /* Parses column col of row 0 as JSON into *out (NULL stays NULL). 0 or -1. */
 static int
@@ -575,10 +592,11 @@ store_acme_column_str(PGresult *res, int col)
 	return json_stringn(PQgetvalue(res, 0, col), (size_t)PQgetlength(res, 0, col));
 }
 
-/* The account of the auth statement's row 0 (store_acme.h's shape) into
- * *out; NULL when no account was found. 0 or -1. */
+/* The account of the auth statement's row 0 (store_acme.h's shape; "jwk"
+ * only when the statement returned it, the rest of the account only when
+ * `full`) into *out; NULL when no account was found. 0 or -1. */
 static int
-store_acme_auth_account(PGresult *res, json_t **out)
+store_acme_auth_account(PGresult *res, bool full, json_t **out)
 {
 	json_t *account = NULL, *jwk = NULL, *contact = NULL;
 	int rc = -1;
@@ -586,30 +604,46 @@ store_acme_auth_account(PGresult *res, json_t **out)
 	*out = NULL;
 	if (PQgetisnull(res, 0, SA_COL_ID))
 		return 0;
-	if (store_acme_column_json(res, SA_COL_JWK, "acme_auth jwk", &jwk) != 0 ||
-	    store_acme_column_json(res, SA_COL_CONTACT, "acme_auth contact", &contact) != 0)
+	if (store_acme_column_json(res, SA_COL_JWK, "acme_auth jwk", &jwk) != 0)
 		goto out;
 	/* "o" steals each reference, also when json_pack fails */
-	account = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+	account = json_pack("{s:o, s:o, s:o, s:o, s:o}",
 	    "id", store_acme_column_id(res, SA_COL_ID),
 	    "status", store_acme_column_str(res, SA_COL_STATUS),
 	    "org_id", store_acme_column_id(res, SA_COL_ORG_ID),
 	    "dept_id", store_acme_column_id(res, SA_COL_DEPT_ID),
-	    "jwk", jwk != NULL ? jwk : json_null(),
-	    "thumbprint", store_acme_column_str(res, SA_COL_THUMBPRINT),
-	    "contact", contact != NULL ? contact : json_null(),
-	    "tos_agreed", strcmp(PQgetvalue(res, 0, SA_COL_TOS_AGREED), "t") == 0,
-	    "eab_key_id", store_acme_column_id(res, SA_COL_EAB_KEY_ID),
-	    "created_at", store_acme_column_str(res, SA_COL_CREATED_AT));
+	    "thumbprint", store_acme_column_str(res, SA_COL_THUMBPRINT));
+	if (account == NULL)
+		goto nomem;
+	if (jwk != NULL && json_object_set_new(account, "jwk", jwk) != 0) {
+		jwk = NULL;
+		goto nomem;
+	}
 	jwk = NULL;
-	contact = NULL;
-	if (account == NULL) {
-		log_warnx("json_pack(acme_auth account): out of memory");
-		goto out;
+	if (full) {
+		if (store_acme_column_json(res, SA_COL_CONTACT, "acme_auth contact", &contact) != 0)
+			goto out;
+		if (json_object_set_new(account, "contact",
+			contact != NULL ? contact : json_null()) != 0 ||
+		    json_object_set_new(account, "tos_agreed",
+			json_boolean(strcmp(PQgetvalue(res, 0, SA_COL_TOS_AGREED), "t") == 0)) != 0 ||
+		    json_object_set_new(account, "eab_key_id",
+			store_acme_column_id(res, SA_COL_EAB_KEY_ID)) != 0 ||
+		    json_object_set_new(account, "created_at",
+			store_acme_column_str(res, SA_COL_CREATED_AT)) != 0) {
+			contact = NULL;
+			goto nomem;
+		}
+		contact = NULL;
 	}
 	*out = account;
+	account = NULL;
 	rc = 0;
+	goto out;
+nomem:
+	log_warnx("json_pack(acme_auth account): out of memory");
 out:
+	json_decref(account);
 	json_decref(jwk);
 	json_decref(contact);
 	return rc;
@@ -659,7 +693,7 @@ int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
 	char expires[24], endpoint[24], account[24], profile[24];
-	const char *params[6];
+	const char *params[7];
 	enum store_acme_object obj = in->object;
 	enum store_acme_stmt stmt;
 	const char *sql;
@@ -709,6 +743,8 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	} else if (obj != STORE_ACME_OBJ_NONE) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
 	}
+	if (in->account_id != 0 && obj != STORE_ACME_OBJ_NONE)
+		params[nparams++] = in->key_thumbprint != NULL ? in->key_thumbprint : "";
 	res = store_acme_exec(db, stmt, sql, nparams, params);
 	if (res == NULL)
 		goto out;
@@ -717,7 +753,7 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		goto out;
 	}
 	out->nonce_fresh = strcmp(PQgetvalue(res, 0, SA_COL_NONCE_FRESH), "t") == 0;
-	if (store_acme_auth_account(res, &out->account) != 0)
+	if (store_acme_auth_account(res, obj == STORE_ACME_OBJ_NONE, &out->account) != 0)
 		goto out;
 	if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)

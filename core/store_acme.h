@@ -94,6 +94,10 @@ struct store_acme_auth_in {
 	int64_t endpoint_id;
 	int64_t account_id;	/* kid: the account; 0 when the JWS carries a jwk */
 	const char *thumbprint;	/* jwk: find the account of this key; or NULL */
+	/* kid: the thumbprint of the account key the caller holds parsed
+	 * (NULL or "": none); the account's "jwk" comes back only when the
+	 * stored key's thumbprint is another (always for STORE_ACME_OBJ_NONE) */
+	const char *key_thumbprint;
 	enum store_acme_object object;
 	const char *public_id;	/* of the object */
 	/* FACTS: the profile and the candidate domains (text[] literal) */
@@ -105,7 +109,10 @@ struct store_acme_auth_out {
 	bool nonce_fresh;	/* the nonce was not used before (now it is) */
 	bool sentinel_ok;	/* false: the key must be reloaded (see above);
 				   then nothing was consumed nor loaded */
-	json_t *account;	/* the account found, or NULL */
+	json_t *account;	/* the account found, or NULL: "id", "status",
+				   "org_id", "dept_id", "thumbprint", "jwk" (see
+				   key_thumbprint; always for NONE); the rest of
+				   the shape above for STORE_ACME_OBJ_NONE only */
 	json_t *object;		/* the object asked for, or NULL when absent */
 	/* FINALIZE: RA_FACTS_JSON text (ra_sql.h) of the account's org and
 	 * department, the order's profile, the endpoint and idempotency key

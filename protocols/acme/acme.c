@@ -757,10 +757,15 @@ acme_kid_account(const struct acme_request *r, const char *kid)
  * Parsed account keys, per process: turning a stored JWK into an EVP_PKEY
  * costs more than verifying the signature with it (OpenSSL 3 builds the key
  * through its provider machinery), and every signed request needs one.
- * Direct-mapped by account id; an entry is used only while the account's
- * stored thumbprint is the one it was made from, so a key rollover (on any
- * instance) misses and reloads. EVP_PKEY is safe to share between threads
- * for verification; each user holds its own reference.
+ * Direct-mapped by account id. Only the key material is cached: the
+ * account's status and thumbprint come from the database on every request.
+ * Before its auth statement a request takes the cached key of its kid's
+ * account (acme_key_cache_get()) and passes that key's thumbprint; the
+ * statement returns the stored JWK only when the stored thumbprint differs
+ * (a key rollover on any instance), and the returned thumbprint must equal
+ * the held one for the held key to be used (acme_account_key()). EVP_PKEY
+ * is safe to share between threads for verification; each user holds its
+ * own reference.
  */
 #define ACME_KEY_CACHE 1024
 
@@ -773,41 +778,74 @@ struct acme_key_slot {
 static pthread_mutex_t acme_key_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct acme_key_slot acme_key_cache[ACME_KEY_CACHE];
 
-/* The key of `account` (a new reference the caller frees), or NULL (logged). */
+/* The cached key of account `id` (a new reference the caller frees) with its
+ * thumbprint in `thumb`, or NULL (thumb "") when none is cached. */
 static EVP_PKEY *
-acme_account_key(const json_t *account)
+acme_key_cache_get(int64_t id, char thumb[ACME_JWK_THUMBPRINT_LEN])
+{
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	EVP_PKEY *key = NULL;
+
+	thumb[0] = '\0';
+	pthread_mutex_lock(&acme_key_lock);
+	if (slot->key != NULL && slot->account_id == id && EVP_PKEY_up_ref(slot->key) == 1) {
+		key = slot->key;
+		memcpy(thumb, slot->thumbprint, ACME_JWK_THUMBPRINT_LEN);
+	}
+	pthread_mutex_unlock(&acme_key_lock);
+	return key;
+}
+
+/* Caches `key` (the caller keeps its reference) as account id's with
+ * thumbprint thumb. */
+static void
+acme_key_cache_put(int64_t id, const char *thumb, EVP_PKEY *key)
+{
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	EVP_PKEY *old = NULL;
+
+	if (EVP_PKEY_up_ref(key) != 1)
+		return;
+	pthread_mutex_lock(&acme_key_lock);
+	old = slot->key;
+	slot->key = key;
+	slot->account_id = id;
+	snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
+	pthread_mutex_unlock(&acme_key_lock);
+	EVP_PKEY_free(old);
+}
+
+/* The key of `account` as its auth statement returned it: `held` (the
+ * cached key the request passed, with thumbprint held_thumb) when that is
+ * the stored thumbprint, else the stored JWK the statement then sent
+ * (parsed and cached). A new reference the caller frees, or NULL (logged). */
+static EVP_PKEY *
+acme_account_key(const json_t *account, EVP_PKEY *held, const char *held_thumb)
 {
 	int64_t id = acme_json_id(account, "id");
 	const char *thumb = acme_json_str(account, "thumbprint");
-	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	const json_t *jwk = json_object_get(account, "jwk");
 	const char *problem = NULL;
 	char detail[256] = "";
-	EVP_PKEY *key = NULL, *old = NULL;
+	EVP_PKEY *key = NULL;
 
-	if (thumb == NULL || strlen(thumb) >= ACME_JWK_THUMBPRINT_LEN)
-		thumb = "";
-	pthread_mutex_lock(&acme_key_lock);
-	if (slot->key != NULL && slot->account_id == id && thumb[0] != '\0' &&
-	    strcmp(slot->thumbprint, thumb) == 0 && EVP_PKEY_up_ref(slot->key) == 1)
-		key = slot->key;
-	pthread_mutex_unlock(&acme_key_lock);
-	if (key != NULL)
-		return key;
-
-	if (acme_jwk_parse(json_object_get(account, "jwk"), &key, &problem, detail,
-		sizeof(detail)) != 0) {
+	if (thumb == NULL || thumb[0] == '\0' || strlen(thumb) >= ACME_JWK_THUMBPRINT_LEN) {
+		log_warnx("acme: account %" PRId64 " has no usable key thumbprint", id);
+		return NULL;
+	}
+	if (held != NULL && strcmp(held_thumb, thumb) == 0 && EVP_PKEY_up_ref(held) == 1)
+		return held;
+	if (jwk == NULL) {
+		/* the statement held back the JWK of a key we do not hold */
+		log_warnx("acme: account %" PRId64 ": no stored JWK and no cached key of its "
+			  "thumbprint", id);
+		return NULL;
+	}
+	if (acme_jwk_parse(jwk, &key, &problem, detail, sizeof(detail)) != 0) {
 		log_warnx("acme_jwk_parse(account %" PRId64 "): stored key unusable: %s", id, detail);
 		return NULL;
 	}
-	if (thumb[0] != '\0' && EVP_PKEY_up_ref(key) == 1) {
-		pthread_mutex_lock(&acme_key_lock);
-		old = slot->key;
-		slot->key = key;
-		slot->account_id = id;
-		snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
-		pthread_mutex_unlock(&acme_key_lock);
-		EVP_PKEY_free(old);
-	}
+	acme_key_cache_put(id, thumb, key);
 	return key;
 }
 
@@ -821,7 +859,8 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	const char *ctype = http_request_header(r->req, "Content-Type");
 	const char *problem = NULL;
 	char detail[256] = "", sentinel[STORE_ACME_SENTINEL_LEN];
-	char thumb[ACME_JWK_THUMBPRINT_LEN];
+	char thumb[ACME_JWK_THUMBPRINT_LEN], held_thumb[ACME_JWK_THUMBPRINT_LEN] = "";
+	EVP_PKEY *held = NULL;
 	struct store_acme_auth_in in;
 	struct store_acme_auth_out out;
 	int64_t expires = 0, kid_id = 0;
@@ -887,6 +926,10 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	in.endpoint_id = r->ep.id;
 	in.account_id = kid_id;
 	in.thumbprint = r->jws.kid == NULL ? thumb : NULL;
+	if (kid_id != 0) {
+		held = acme_key_cache_get(kid_id, held_thumb);
+		in.key_thumbprint = held_thumb;
+	}
 	in.object = obj;
 	in.public_id = public_id;
 	if (obj == STORE_ACME_OBJ_FACTS) {
@@ -900,6 +943,7 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	}
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
 		free(candidates);
+		EVP_PKEY_free(held);
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
@@ -907,6 +951,9 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	r->account = out.account;
 	r->object = out.object;
 	r->facts = out.facts;
+	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh)
+		r->key = acme_account_key(r->account, held, held_thumb);
+	EVP_PKEY_free(held);
 	if (!out.sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
@@ -926,7 +973,6 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 			    "no such account at this ACME endpoint");
 			return -1;
 		}
-		r->key = acme_account_key(r->account);
 		if (r->key == NULL) {
 			acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
 			return -1;
