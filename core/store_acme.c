@@ -483,6 +483,10 @@ enum store_acme_auth_col {
 	/* the other objects */
 	SA_COL_OBJECT = SA_COL_JWK + 1,
 	SA_COL_FACTS,
+	/* STORE_ACME_OBJ_CERT */
+	SA_COL_CERT_ACCOUNT_ID = SA_COL_OBJECT,
+	SA_COL_CERT_STATUS,
+	SA_COL_CERT_DER,
 };
 
 /* The candidate domains (names_candidates()) of order o's identifiers,
@@ -530,11 +534,12 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)"
 	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
 	    " WHERE c.public_id = $5)::text" SA_AUTH_FROM_KID,
+	/* as plain columns (SA_COL_CERT_*), not JSON: the certificate's hex
+	 * is most of the row, and neither side then escapes nor parses it */
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
-	    ", (SELECT json_build_object('account_id', o.account_id, 'cert_status', c.status,"
-	    " 'cert_der', encode(c.cert_der, 'hex'))"
-	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
-	    " WHERE o.public_id = $5)::text" SA_AUTH_FROM_KID,
+	    ", o.account_id, c.status, encode(c.cert_der, 'hex')" SA_AUTH_FROM_KID
+	    " LEFT JOIN (acme_orders o JOIN certificates c"
+	    " ON c.idempotency_key = 'acme-order:' || o.id) ON o.public_id = $5",
 	/* NULL without an organization (a.org_id NULL) or without the
 	 * profile */
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$7")
@@ -649,6 +654,29 @@ out:
 	return rc;
 }
 
+/* The CERT object of the auth statement's row 0 (store_acme.h's shape)
+ * into *out; NULL when there is none. 0 or -1. */
+static int
+store_acme_auth_cert(PGresult *res, json_t **out)
+{
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_CERT_ACCOUNT_ID))
+		return 0;
+	/* "o" steals each reference, also when json_pack fails; the hex of
+	 * encode() is ASCII: no UTF-8 check needed */
+	*out = json_pack("{s:o, s:o, s:o}",
+	    "account_id", store_acme_column_id(res, SA_COL_CERT_ACCOUNT_ID),
+	    "cert_status", store_acme_column_str(res, SA_COL_CERT_STATUS),
+	    "cert_der", PQgetisnull(res, 0, SA_COL_CERT_DER) ? json_null()
+		: json_stringn_nocheck(PQgetvalue(res, 0, SA_COL_CERT_DER),
+		      (size_t)PQgetlength(res, 0, SA_COL_CERT_DER)));
+	if (*out == NULL) {
+		log_warnx("json_pack(acme_auth cert): out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Is the sentinel row of the nonce key still in acme_nonces? Only crash
  * recovery empties the UNLOGGED table, and crash recovery terminates every
@@ -755,7 +783,10 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	out->nonce_fresh = strcmp(PQgetvalue(res, 0, SA_COL_NONCE_FRESH), "t") == 0;
 	if (store_acme_auth_account(res, obj == STORE_ACME_OBJ_NONE, &out->account) != 0)
 		goto out;
-	if (obj != STORE_ACME_OBJ_NONE &&
+	if (obj == STORE_ACME_OBJ_CERT) {
+		if (store_acme_auth_cert(res, &out->object) != 0)
+			goto out;
+	} else if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
 		goto out;
 	if (obj == STORE_ACME_OBJ_FINALIZE && !PQgetisnull(res, 0, SA_COL_FACTS) &&
