@@ -772,7 +772,7 @@ acme_kid_account(const struct acme_request *r, const char *kid)
 struct acme_key_slot {
 	int64_t account_id;
 	char thumbprint[ACME_JWK_THUMBPRINT_LEN];
-	EVP_PKEY *key;
+	struct acme_jws_verifier *verifier;
 };
 
 static pthread_mutex_t acme_key_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -780,51 +780,53 @@ static struct acme_key_slot acme_key_cache[ACME_KEY_CACHE];
 
 /* The cached key of account `id` (a new reference the caller frees) with its
  * thumbprint in `thumb`, or NULL (thumb "") when none is cached. */
-static EVP_PKEY *
+static struct acme_jws_verifier *
 acme_key_cache_get(int64_t id, char thumb[ACME_JWK_THUMBPRINT_LEN])
 {
 	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
-	EVP_PKEY *key = NULL;
+	struct acme_jws_verifier *v = NULL;
 
 	thumb[0] = '\0';
 	pthread_mutex_lock(&acme_key_lock);
-	if (slot->key != NULL && slot->account_id == id && EVP_PKEY_up_ref(slot->key) == 1) {
-		key = slot->key;
+	if (slot->verifier != NULL && slot->account_id == id &&
+	    acme_jws_verifier_up_ref(slot->verifier) == 0) {
+		v = slot->verifier;
 		memcpy(thumb, slot->thumbprint, ACME_JWK_THUMBPRINT_LEN);
 	}
 	pthread_mutex_unlock(&acme_key_lock);
-	return key;
+	return v;
 }
 
-/* Caches `key` (the caller keeps its reference) as account id's with
+/* Caches `v` (the caller keeps its reference) as account id's key with
  * thumbprint thumb. */
 static void
-acme_key_cache_put(int64_t id, const char *thumb, EVP_PKEY *key)
+acme_key_cache_put(int64_t id, const char *thumb, struct acme_jws_verifier *v)
 {
 	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
-	EVP_PKEY *old = NULL;
+	struct acme_jws_verifier *old = NULL;
 
-	if (EVP_PKEY_up_ref(key) != 1)
+	if (acme_jws_verifier_up_ref(v) != 0)
 		return;
 	pthread_mutex_lock(&acme_key_lock);
-	old = slot->key;
-	slot->key = key;
+	old = slot->verifier;
+	slot->verifier = v;
 	slot->account_id = id;
 	snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
 	pthread_mutex_unlock(&acme_key_lock);
-	EVP_PKEY_free(old);
+	acme_jws_verifier_free(old);
 }
 
 /* The key of `account` as its auth statement returned it: `held` (the
  * cached key the request passed, with thumbprint held_thumb) when that is
  * the stored thumbprint, else the stored JWK the statement then sent
  * (parsed and cached). A new reference the caller frees, or NULL (logged). */
-static EVP_PKEY *
-acme_account_key(const json_t *account, EVP_PKEY *held, const char *held_thumb)
+static struct acme_jws_verifier *
+acme_account_key(const json_t *account, struct acme_jws_verifier *held, const char *held_thumb)
 {
 	int64_t id = acme_json_id(account, "id");
 	const char *thumb = acme_json_str(account, "thumbprint");
 	const json_t *jwk = json_object_get(account, "jwk");
+	struct acme_jws_verifier *v = NULL;
 	const char *problem = NULL;
 	char detail[256] = "";
 	EVP_PKEY *key = NULL;
@@ -833,7 +835,7 @@ acme_account_key(const json_t *account, EVP_PKEY *held, const char *held_thumb)
 		log_warnx("acme: account %" PRId64 " has no usable key thumbprint", id);
 		return NULL;
 	}
-	if (held != NULL && strcmp(held_thumb, thumb) == 0 && EVP_PKEY_up_ref(held) == 1)
+	if (held != NULL && strcmp(held_thumb, thumb) == 0 && acme_jws_verifier_up_ref(held) == 0)
 		return held;
 	if (jwk == NULL) {
 		/* the statement held back the JWK of a key we do not hold */
@@ -845,8 +847,14 @@ acme_account_key(const json_t *account, EVP_PKEY *held, const char *held_thumb)
 		log_warnx("acme_jwk_parse(account %" PRId64 "): stored key unusable: %s", id, detail);
 		return NULL;
 	}
-	acme_key_cache_put(id, thumb, key);
-	return key;
+	v = acme_jws_verifier_new(key);
+	EVP_PKEY_free(key);
+	if (v == NULL) {
+		log_warnx("acme_jws_verifier_new(account %" PRId64 "): out of memory", id);
+		return NULL;
+	}
+	acme_key_cache_put(id, thumb, v);
+	return v;
 }
 
 /* Runs the POST pipeline (see the top of this file), loading the object
@@ -860,7 +868,7 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	const char *problem = NULL;
 	char detail[256] = "", sentinel[STORE_ACME_SENTINEL_LEN];
 	char thumb[ACME_JWK_THUMBPRINT_LEN], held_thumb[ACME_JWK_THUMBPRINT_LEN] = "";
-	EVP_PKEY *held = NULL;
+	struct acme_jws_verifier *held = NULL;
 	struct store_acme_auth_in in;
 	struct store_acme_auth_out out;
 	int64_t expires = 0, kid_id = 0;
@@ -943,7 +951,7 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	}
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
 		free(candidates);
-		EVP_PKEY_free(held);
+		acme_jws_verifier_free(held);
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
@@ -951,9 +959,13 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	r->account = out.account;
 	r->object = out.object;
 	r->facts = out.facts;
-	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh)
-		r->key = acme_account_key(r->account, held, held_thumb);
-	EVP_PKEY_free(held);
+	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh) {
+		r->verifier = acme_account_key(r->account, held, held_thumb);
+		if (r->verifier != NULL &&
+		    EVP_PKEY_up_ref(acme_jws_verifier_key(r->verifier)) == 1)
+			r->key = acme_jws_verifier_key(r->verifier);
+	}
+	acme_jws_verifier_free(held);
 	if (!out.sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
@@ -985,7 +997,9 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 			return -1;
 		}
 	}
-	if (acme_jws_verify(&r->jws, r->key, &problem, detail, sizeof(detail)) != 0) {
+	if ((r->verifier != NULL
+		? acme_jws_verify_with(&r->jws, r->verifier, &problem, detail, sizeof(detail))
+		: acme_jws_verify(&r->jws, r->key, &problem, detail, sizeof(detail))) != 0) {
 		acme_problem_jws(r, problem, detail);
 		return -1;
 	}
@@ -1201,6 +1215,7 @@ out:
 	free(rest);
 	acme_jws_free(&r->jws);
 	EVP_PKEY_free(r->key);
+	acme_jws_verifier_free(r->verifier);
 	json_decref(r->account);
 	json_decref(r->object);
 	free(r->facts);

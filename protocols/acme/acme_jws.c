@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1272,22 +1273,32 @@ acme_jws_digest(const char *name)
 	return NULL;
 }
 
-int
-acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
+/* A key made ready to verify again and again (acme_jws.h). */
+struct acme_jws_verifier {
+	atomic_int refs;
+	EVP_PKEY *key;
+	int alg;				/* enum acme_jws_alg */
+	const struct acme_ec_curve *curve;	/* EC keys */
+	/* EVP_DigestVerifyInit() done once; each signature verifies on a
+	 * copy (EVP_MD_CTX_copy_ex() reads it only). NULL for Ed25519. */
+	EVP_MD_CTX *init;
+};
+
+/* The signature check itself, with the key's alg (key_alg, curve) known;
+ * `init`, when not NULL, is an EVP_MD_CTX initialised for key to copy
+ * instead of initialising one. */
+static int
+acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
+    const struct acme_ec_curve *curve, const EVP_MD_CTX *init, const char **problem, char *detail,
     size_t detail_len)
 {
-	const struct acme_ec_curve *curve = NULL;
 	EVP_MD_CTX *md_ctx = NULL;
 	const unsigned char *sig = NULL;
 	unsigned char *der = NULL;
 	const char *digest = NULL;
 	size_t sig_len = 0;
-	int key_alg, der_len = 0, rc = -1, vrc;
+	int der_len = 0, rc = -1, vrc;
 
-	if (jws == NULL || jws->signing_input == NULL || key == NULL)
-		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
-		    "no key to verify the JWS with");
-	key_alg = acme_key_alg(key, &curve);
 	if (key_alg < 0)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_BAD_PUBLIC_KEY,
 		    "account key type not supported");
@@ -1338,9 +1349,11 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
 	}
-	if ((digest != NULL && acme_jws_digest(digest) == NULL) ||
-	    EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
-		log_ssl_warnx("EVP_DigestVerifyInit_ex(%s)", acme_jws_algorithms[jws->alg]);
+	if (init != NULL ? EVP_MD_CTX_copy_ex(md_ctx, init) != 1
+			 : (digest != NULL && acme_jws_digest(digest) == NULL) ||
+			EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
+		log_ssl_warnx("%s(%s)", init != NULL ? "EVP_MD_CTX_copy_ex" : "EVP_DigestVerifyInit",
+		    acme_jws_algorithms[jws->alg]);
 		acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "cannot verify %s", acme_jws_algorithms[jws->alg]);
 		goto out;
@@ -1362,6 +1375,91 @@ out:
 	EVP_MD_CTX_free(md_ctx);
 	OPENSSL_free(der);
 	return rc;
+}
+
+int
+acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
+    size_t detail_len)
+{
+	const struct acme_ec_curve *curve = NULL;
+	int key_alg;
+
+	if (jws == NULL || jws->signing_input == NULL || key == NULL)
+		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
+		    "no key to verify the JWS with");
+	key_alg = acme_key_alg(key, &curve); /* sets curve: not in the call's arguments */
+	return acme_jws_verify_key(jws, key, key_alg, curve, NULL, problem, detail, detail_len);
+}
+
+struct acme_jws_verifier *
+acme_jws_verifier_new(EVP_PKEY *key)
+{
+	struct acme_jws_verifier *v = NULL;
+	const char *digest = NULL;
+
+	if (key == NULL)
+		return NULL;
+	v = calloc(1, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	atomic_init(&v->refs, 1);
+	v->alg = acme_key_alg(key, &v->curve);
+	if (EVP_PKEY_up_ref(key) != 1) {
+		free(v);
+		return NULL;
+	}
+	v->key = key;
+	if (v->alg == ACME_JWS_ALG_RS256)
+		digest = "SHA256";
+	else if (v->curve != NULL)
+		digest = v->curve->digest;
+	if (digest != NULL && acme_jws_digest(digest) != NULL) {
+		v->init = EVP_MD_CTX_new();
+		if (v->init == NULL ||
+		    EVP_DigestVerifyInit(v->init, NULL, acme_jws_digest(digest), NULL, key) != 1) {
+			/* acme_jws_verify_with() then initialises per call */
+			log_ssl_warnx("EVP_DigestVerifyInit(verifier)");
+			EVP_MD_CTX_free(v->init);
+			v->init = NULL;
+		}
+	}
+	return v;
+}
+
+int
+acme_jws_verifier_up_ref(struct acme_jws_verifier *v)
+{
+	if (v == NULL)
+		return -1;
+	atomic_fetch_add(&v->refs, 1);
+	return 0;
+}
+
+void
+acme_jws_verifier_free(struct acme_jws_verifier *v)
+{
+	if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
+		return;
+	EVP_MD_CTX_free(v->init);
+	EVP_PKEY_free(v->key);
+	free(v);
+}
+
+EVP_PKEY *
+acme_jws_verifier_key(const struct acme_jws_verifier *v)
+{
+	return v->key;
+}
+
+int
+acme_jws_verify_with(const struct acme_jws *jws, const struct acme_jws_verifier *v,
+    const char **problem, char *detail, size_t detail_len)
+{
+	if (jws == NULL || jws->signing_input == NULL || v == NULL)
+		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
+		    "no key to verify the JWS with");
+	return acme_jws_verify_key(jws, v->key, v->alg, v->curve, v->init, problem, detail,
+	    detail_len);
 }
 
 /* ---- external account binding ------------------------------------------- */

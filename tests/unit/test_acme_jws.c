@@ -741,6 +741,7 @@ t_run_table(void)
 	for (i = 0; i < t_n_cases; i++) {
 		struct t_case *c = &t_cases[i];
 		struct acme_jws jws;
+		struct acme_jws_verifier *verifier = NULL;
 		const char *problem = NULL;
 		char detail[256] = "";
 		int rc;
@@ -793,6 +794,25 @@ t_run_table(void)
 			    "%s: detail \"%s\" lacks \"%s\"", c->name, detail, c->detail_has);
 		CHECK(ERR_peek_error() == 0, "%s: OpenSSL error queue left non-empty", c->name);
 		ERR_clear_error();
+
+		/* the account key cache's verifier answers exactly the same,
+		 * also when used again (it verifies on copies of one context) */
+		verifier = acme_jws_verifier_new(
+		    c->verify_key != NULL ? c->verify_key : jws.jwk);
+		CHECK(verifier != NULL, "%s: acme_jws_verifier_new", c->name);
+		for (int again = 0; verifier != NULL && again < 2; again++) {
+			const char *vproblem = NULL;
+			char vdetail[256] = "";
+			int vrc = acme_jws_verify_with(&jws, verifier, &vproblem, vdetail,
+			    sizeof(vdetail));
+
+			CHECK(vrc == rc && t_streq(vproblem, problem) && strcmp(vdetail, detail) == 0,
+			    "%s: verifier (use %d): rc %d %s (%s), acme_jws_verify rc %d %s (%s)",
+			    c->name, again, vrc, t_str(vproblem), vdetail, rc, t_str(problem), detail);
+			CHECK(ERR_peek_error() == 0, "%s: verifier left OpenSSL errors", c->name);
+			ERR_clear_error();
+		}
+		acme_jws_verifier_free(verifier);
 		acme_jws_free(&jws);
 	}
 }
