@@ -1216,34 +1216,55 @@ acme_jws_free(struct acme_jws *jws)
 
 /* ---- signature verification --------------------------------------------- */
 
-/* JWS ECDSA signature (R || S, each coord_len bytes: RFC 7518 §3.4) -> DER
- * ECDSA-Sig-Value, newly allocated (*der_len bytes; OPENSSL_free it). */
-static unsigned char *
-acme_ecdsa_raw_to_der(const unsigned char *sig, size_t coord_len, int *der_len)
-{
-	ECDSA_SIG *esig = NULL;
-	BIGNUM *r = NULL, *s = NULL;
-	unsigned char *der = NULL;
+/* Longest DER ECDSA-Sig-Value of the curves we take (P-521: two INTEGERs of
+ * at most 1 + 66 content bytes, each with a 2-byte header, in a SEQUENCE
+ * with a 3-byte header). */
+#define ACME_ECDSA_DER_MAX (3 + 2 * (2 + 1 + 66))
 
-	*der_len = 0;
-	esig = ECDSA_SIG_new();
-	r = BN_bin2bn(sig, (int)coord_len, NULL);
-	s = BN_bin2bn(sig + coord_len, (int)coord_len, NULL);
-	if (esig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(esig, r, s) != 1)
-		goto out;
-	r = s = NULL; /* owned by esig now */
-	*der_len = i2d_ECDSA_SIG(esig, &der);
-	if (*der_len <= 0) {
-		der = NULL;
-		*der_len = 0;
+/* Appends DER INTEGER of the unsigned big-endian n bytes at p to out (room
+ * enough: ACME_ECDSA_DER_MAX); returns the bytes written. */
+static size_t
+acme_der_uint(unsigned char *out, const unsigned char *p, size_t n)
+{
+	size_t len;
+
+	while (n > 1 && p[0] == 0) { /* minimal: no leading zero octets */
+		p++;
+		n--;
 	}
-out:
-	if (der == NULL)
-		log_ssl_warnx("i2d_ECDSA_SIG");
-	BN_free(r);
-	BN_free(s);
-	ECDSA_SIG_free(esig);
-	return der;
+	len = n + (p[0] & 0x80 ? 1 : 0); /* a set top bit would read negative */
+	out[0] = 0x02;
+	out[1] = (unsigned char)len;
+	if (len > n)
+		out[2] = 0x00;
+	memcpy(out + 2 + (len - n), p, n);
+	return 2 + len;
+}
+
+/* JWS ECDSA signature (R || S, each coord_len bytes (at most 66): RFC 7518
+ * §3.4) -> DER ECDSA-Sig-Value into der (ACME_ECDSA_DER_MAX bytes), as
+ * i2d_ECDSA_SIG() writes it, without its BIGNUM and ASN.1 machinery.
+ * Returns its length. */
+static size_t
+acme_ecdsa_raw_to_der(const unsigned char *sig, size_t coord_len,
+    unsigned char der[ACME_ECDSA_DER_MAX])
+{
+	unsigned char body[ACME_ECDSA_DER_MAX];
+	size_t body_len, hdr;
+
+	body_len = acme_der_uint(body, sig, coord_len);
+	body_len += acme_der_uint(body + body_len, sig + coord_len, coord_len);
+	der[0] = 0x30;
+	if (body_len < 0x80) {
+		der[1] = (unsigned char)body_len;
+		hdr = 2;
+	} else {
+		der[1] = 0x81;
+		der[2] = (unsigned char)body_len;
+		hdr = 3;
+	}
+	memcpy(der + hdr, body, body_len);
+	return hdr + body_len;
 }
 
 /* The digests JWS signatures use, fetched once: naming one per call
@@ -1294,10 +1315,10 @@ acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
 {
 	EVP_MD_CTX *md_ctx = NULL;
 	const unsigned char *sig = NULL;
-	unsigned char *der = NULL;
+	unsigned char der[ACME_ECDSA_DER_MAX];
 	const char *digest = NULL;
 	size_t sig_len = 0;
-	int der_len = 0, rc = -1, vrc;
+	int rc = -1, vrc;
 
 	if (key_alg < 0)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_BAD_PUBLIC_KEY,
@@ -1324,14 +1345,10 @@ acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
 		digest = curve->digest;
 		if (sig_len != 2 * curve->coord_len)
 			goto invalid;
-		der = acme_ecdsa_raw_to_der(sig, curve->coord_len, &der_len);
-		if (der == NULL) {
-			acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
-			    "cannot convert ECDSA signature");
-			goto out;
-		}
+		if (curve->coord_len > 66) /* cannot be: see acme_ec_curves */
+			goto invalid;
+		sig_len = acme_ecdsa_raw_to_der(sig, curve->coord_len, der);
 		sig = der;
-		sig_len = (size_t)der_len;
 		break;
 	case ACME_JWS_ALG_EDDSA:
 		digest = NULL; /* Ed25519 hashes internally */
@@ -1373,7 +1390,6 @@ invalid:
 	acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED, "JWS signature invalid");
 out:
 	EVP_MD_CTX_free(md_ctx);
-	OPENSSL_free(der);
 	return rc;
 }
 
