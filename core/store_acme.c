@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -486,7 +487,22 @@ enum store_acme_auth_col {
 	/* STORE_ACME_OBJ_CERT */
 	SA_COL_CERT_ACCOUNT_ID = SA_COL_OBJECT,
 	SA_COL_CERT_STATUS,
-	SA_COL_CERT_DER,
+	SA_COL_CERT_DER,	/* STORE_ACME_OBJ_ORDER (SA_ORDER_COLS) */
+	SA_COL_ORDER_ID = SA_COL_OBJECT,
+	SA_COL_ORDER_PUBLIC_ID,
+	SA_COL_ORDER_ACCOUNT_ID,
+	SA_COL_ORDER_STATUS,
+	SA_COL_ORDER_IDENTIFIERS,
+	SA_COL_ORDER_PROFILE_ID,
+	SA_COL_ORDER_PROFILE,
+	SA_COL_ORDER_TERM_DAYS,
+	SA_COL_ORDER_REPLACES,
+	SA_COL_ORDER_NOT_BEFORE,
+	SA_COL_ORDER_NOT_AFTER,
+	SA_COL_ORDER_EXPIRES,
+	SA_COL_ORDER_ERROR,
+	SA_COL_ORDER_CERTIFICATE_ID,
+	SA_COL_ORDER_AUTHZS,
 };
 
 /* The candidate domains (names_candidates()) of order o's identifiers,
@@ -504,12 +520,31 @@ enum store_acme_auth_col {
 	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
 	" ON p.id = o.profile_id WHERE o.public_id = $5)::text"
 
+/* Whole seconds since the epoch of a timestamptz SQL expression (NULL stays
+ * NULL), for C to format (store_acme_column_ts()): cheaper than to_char(). */
+#define SA_EPOCH(expr) "floor(date_part('epoch', " expr "))::bigint"
+
+/* The order with public id $5 as plain columns (SA_COL_ORDER_*, read by
+ * store_acme_auth_order() into the order shape of store_acme.h), not as
+ * json_build_object() text for jansson to parse: SA_ORDER_COLS after the
+ * account's columns, SA_ORDER_JOIN after SA_AUTH_FROM_KID. The authorizations'
+ * public ids (base64url: no commas) come comma-separated. */
+#define SA_ORDER_COLS                                                                              \
+	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS("o") ", o.identifiers::text,"        \
+	" o.profile_id, p.name, o.term_days, o.replaces, " SA_EPOCH("o.not_before") ","            \
+	" " SA_EPOCH("o.not_after") ", " SA_EPOCH("o.expires_at") ", o.error::text,"              \
+	" o.certificate_id, (SELECT string_agg(z.public_id, ',' ORDER BY z.id)"                   \
+	" FROM acme_authzs z WHERE z.order_id = o.id)"
+#define SA_ORDER_JOIN                                                                              \
+	" LEFT JOIN (acme_orders o JOIN profiles p ON p.id = o.profile_id) ON o.public_id = $5"
+
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	/* with the JWK always: the account object shows it ("key") */
 	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT("''") SA_AUTH_ACCOUNT_REST
 	    SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT SA_AUTH_FROM_KID,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS SA_AUTH_FROM_KID
+	    SA_ORDER_JOIN,
 	/* The account's own order only: another's gets no facts (nor an
 	 * answer: 404). Same snapshot as the order read. */
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT
@@ -654,6 +689,108 @@ out:
 	return rc;
 }
 
+/* Column col of row 0 (SA_EPOCH seconds) as STORE_JSON_TS's RFC 3339 text,
+ * or JSON null. */
+static json_t *
+store_acme_column_ts(PGresult *res, int col)
+{
+	char text[64];
+	struct tm tm;
+	time_t t;
+
+	if (PQgetisnull(res, 0, col))
+		return json_null();
+	t = (time_t)strtoll(PQgetvalue(res, 0, col), NULL, 10);
+	if (gmtime_r(&t, &tm) == NULL)
+		return NULL;
+	snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return json_string(text);
+}
+
+/* The comma-separated list in column col of row 0 as a JSON array of
+ * strings ([] for NULL). */
+static json_t *
+store_acme_column_list(PGresult *res, int col)
+{
+	json_t *list = json_array();
+	const char *p = PQgetvalue(res, 0, col), *comma;
+
+	if (list == NULL || PQgetisnull(res, 0, col))
+		return list;
+	for (;;) {
+		comma = strchr(p, ',');
+		if (json_array_append_new(list,
+			json_stringn(p, comma != NULL ? (size_t)(comma - p) : strlen(p))) != 0) {
+			json_decref(list);
+			return NULL;
+		}
+		if (comma == NULL)
+			return list;
+		p = comma + 1;
+	}
+}
+
+/* The ORDER object of the auth statement's row 0 (SA_ORDER_COLS; the order
+ * shape of store_acme.h, as SA_ORDER_JSON builds it) into *out; NULL when
+ * there is none. 0 or -1. */
+static int
+store_acme_auth_order(PGresult *res, json_t **out)
+{
+	static const struct {
+		const char *key;
+		int col;
+		json_t *(*read)(PGresult *, int);
+	} members[] = {
+		{ "id", SA_COL_ORDER_ID, store_acme_column_id },
+		{ "public_id", SA_COL_ORDER_PUBLIC_ID, store_acme_column_str },
+		{ "account_id", SA_COL_ORDER_ACCOUNT_ID, store_acme_column_id },
+		{ "status", SA_COL_ORDER_STATUS, store_acme_column_str },
+		{ "profile_id", SA_COL_ORDER_PROFILE_ID, store_acme_column_id },
+		{ "profile", SA_COL_ORDER_PROFILE, store_acme_column_str },
+		{ "term_days", SA_COL_ORDER_TERM_DAYS, store_acme_column_id },
+		{ "replaces", SA_COL_ORDER_REPLACES, store_acme_column_str },
+		{ "not_before", SA_COL_ORDER_NOT_BEFORE, store_acme_column_ts },
+		{ "not_after", SA_COL_ORDER_NOT_AFTER, store_acme_column_ts },
+		{ "expires", SA_COL_ORDER_EXPIRES, store_acme_column_ts },
+		{ "certificate_id", SA_COL_ORDER_CERTIFICATE_ID, store_acme_column_id },
+		{ "authzs", SA_COL_ORDER_AUTHZS, store_acme_column_list },
+	};
+	json_t *order = NULL, *identifiers = NULL, *error = NULL;
+	int rc_identifiers, rc_error;
+	size_t i;
+
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_ORDER_ID))
+		return 0;
+	order = json_object();
+	if (order == NULL)
+		goto nomem;
+	for (i = 0; i < sizeof(members) / sizeof(members[0]); i++)
+		if (json_object_set_new(order, members[i].key, members[i].read(res, members[i].col)) != 0)
+			goto nomem;
+	if (store_acme_column_json(res, SA_COL_ORDER_IDENTIFIERS, "acme_auth order identifiers",
+		&identifiers) != 0 ||
+	    store_acme_column_json(res, SA_COL_ORDER_ERROR, "acme_auth order error", &error) != 0)
+		goto fail;
+	/* json_object_set_new() takes the reference also when it fails */
+	rc_identifiers = json_object_set_new(order, "identifiers",
+	    identifiers != NULL ? identifiers : json_null());
+	rc_error = json_object_set_new(order, "error", error != NULL ? error : json_null());
+	identifiers = error = NULL;
+	if (rc_identifiers != 0 || rc_error != 0)
+		goto nomem;
+	*out = order;
+	return 0;
+nomem:
+	log_warnx("json_object(acme_auth order): out of memory");
+fail:
+	json_decref(identifiers);
+	json_decref(error);
+	json_decref(order);
+	return -1;
+}
+
 /* The CERT object of the auth statement's row 0 (store_acme.h's shape)
  * into *out; NULL when there is none. 0 or -1. */
 static int
@@ -785,6 +922,9 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		goto out;
 	if (obj == STORE_ACME_OBJ_CERT) {
 		if (store_acme_auth_cert(res, &out->object) != 0)
+			goto out;
+	} else if (obj == STORE_ACME_OBJ_ORDER) {
+		if (store_acme_auth_order(res, &out->object) != 0)
 			goto out;
 	} else if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
