@@ -722,8 +722,18 @@ class AcmeFlowTest(AcmeBase):
         r = c.new_order(["p." + self.domain], {"notAfter": na})
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.json["notAfter"], na)
+        # the order read back (its statement returns columns) is the order
+        # as created, and as finalize reads it (json_build_object)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.status, 200, o)
+        self.assertEqual(o.json, r.json)
         f = c.finalize(r.json, make_csr(Key("ec"), ["p." + self.domain]))
         self.assertEqual(f.status, 200, f)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.status, 200, o)
+        self.assertEqual(o.json, f.json)
+        self.assertEqual(o.json["notAfter"], na)
+        self.assertIn("certificate", o.json)
         term = self.d.sql("SELECT term_days FROM certificates ORDER BY id DESC LIMIT 1")[0][0]
         self.assertEqual(term, "365")
         self.assertEqual(counts(self.d)["certificates"], before["certificates"] + 1)
