@@ -1,9 +1,9 @@
 /*
  * policy.h: the one decision every door asks for.
  *
- * policy_decide() is a pure function of its input: core/ra.c loads the facts
- * from PostgreSQL (endpoint, organization, department, profile, the domains
- * delegated to the org/department) and the parsed CSR, and the decision is
+ * policy_decide() is a pure function of its input: core/ra.c takes the facts
+ * from the facts cache (core/facts.h: endpoint, organization, department,
+ * profile, the domains delegated to the org/department) and the parsed CSR, and the decision is
  * made here, the same way whichever door the request came in by. Table-driven
  * tests in tests/unit/test_policy.c pin every reason code.
  */

@@ -2,10 +2,12 @@
  * ra.c: the registration authority - enroll, approve, decline, revoke, CRL.
  *
  * Every door hands ra_enroll() a struct enroll_request. The facts the policy
- * needs (organization, department, profile, endpoint, delegated domains and,
- * for a retried request, the row already stored under its idempotency key)
- * come back from PostgreSQL in ONE round trip as one JSON document, parsed
- * once with jansson. policy_decide() judges them, then:
+ * needs (organization, department, profile, endpoint, delegated domains) come
+ * from the per-process facts cache (core/facts.h); ONE small statement reads
+ * the facts generation, which keeps that cache coherent with PostgreSQL, and,
+ * for a retried request, the row already stored under its idempotency key
+ * (the ACME finalize reads both in its own auth statement instead).
+ * policy_decide() judges them, then:
  *
  *   deny  -> one audit entry (outcome 'denied'); no certificate row.
  *   hold  -> one statement: INSERT the certificate row (status 'requested')
@@ -47,6 +49,7 @@
 #include "config.h"
 #include "csr.h"
 #include "db.h"
+#include "facts.h"
 #include "log.h"
 #include "names.h"
 #include "ra_sql.h"
@@ -58,12 +61,11 @@
 #define RA_REASON_DECLINED "request_declined"
 #define RA_SQLSTATE_UNIQUE "23505"
 
-/* The facts query (ra_sql.h): $1 org, $2 department (NULL: none), $3
- * profile, $4 endpoint (NULL: none), $5 idempotency key (NULL: none), $6 the
- * candidate domains of the request's names. */
+/* The facts generation (core/facts.h) and the row stored under idempotency
+ * key $1 (NULL: none), RA_EXISTING_JSON (ra_sql.h). */
 static const char ra_facts_sql[] =
-    "SELECT " RA_FACTS_JSON("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint",
-                            "$5::text", "$6::text[]") "::text";
+    "SELECT " FACTS_GENERATION_SQL "::text, (SELECT " RA_EXISTING_JSON("c")
+    " FROM certificates c WHERE c.idempotency_key = $1::text)::text";
 
 /* Inserts a new certificate row (issued or requested) and its audit entry in
  * one statement. When the idempotency key names an ACME order
@@ -101,29 +103,18 @@ static const char ra_insert_id_sql[] = RA_INSERT_SQL " SELECT c.id FROM c";
 static const char ra_existing_sql[] =
     "SELECT " RA_EXISTING_JSON("c") "::text FROM certificates c WHERE c.idempotency_key = $1";
 
-/* What ra_enroll / ra_approve learn from the facts query. */
+/* What ra_enroll / ra_approve learn from the facts cache and the
+ * idempotency lookup. */
 struct ra_facts {
-	json_t *root; /* owns every string below */
-	bool org_found, dept_found, profile_found, endpoint_found;
-	const char *org_name, *org_city, *org_state, *org_country;
-	const char *dept_name; /* NULL when no department */
-	const char *profile_name;
-	bool include_address;
-	unsigned key_usage, ext_key_usage;
-	int *terms;                    /* owned */
-	struct policy_domain *domains; /* owned array; names borrowed from root */
-	size_t n_domains;
-	struct policy_profile profile;
-	struct policy_input input; /* csr, term and auto-approve left to the caller */
-	json_t *existing;          /* borrowed from root: row with this idempotency key */
-	char missing[64];          /* on RA_NOT_FOUND: "department 12 not found" */
+	struct facts_view v; /* org, dept, profile, endpoint, domains; policy input */
+	json_t *existing;    /* owned: the row with this idempotency key, or NULL */
+	char missing[64];    /* on RA_NOT_FOUND: "department 12 not found" */
 };
 
 static void ra_facts_free(struct ra_facts *f)
 {
-	free(f->terms);
-	free(f->domains);
-	json_decref(f->root);
+	facts_view_free(&f->v);
+	json_decref(f->existing);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -199,79 +190,30 @@ static unsigned char *ra_hex_decode(const char *text, size_t *len)
 	return out;
 }
 
-static bool ra_jbool(const json_t *obj, const char *key)
-{
-	return json_is_true(json_object_get(obj, key));
-}
-
-/* The string at key, or NULL when absent / JSON null / empty. */
-static const char *ra_jstr(const json_t *obj, const char *key)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-
-	return s != NULL && s[0] != '\0' ? s : NULL;
-}
-
-/* OR of parse(each string of the array at key); unknown words are logged and
- * ignored (the schema CHECKs make them impossible). */
-static unsigned ra_jbits(const json_t *obj, const char *key, int (*parse)(const char *))
-{
-	const json_t *arr = json_object_get(obj, key);
-	unsigned bits = 0;
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(arr, i, v)
-	{
-		int b = parse(json_string_value(v));
-		if (b > 0)
-			bits |= (unsigned)b;
-		else
-			log_warnx("ra_jbits(%s): unknown word", key);
-	}
-	return bits;
-}
-
 /*
- * Loads the facts for (org, dept, profile, endpoint) and, when key is not
- * NULL, the row stored under that idempotency key. RA_NOT_FOUND when the
- * organization, department (of that organization), profile or endpoint does
- * not exist - unless an existing row was found, which the caller returns.
+ * Loads the facts for (org, dept, profile, endpoint) from the cache
+ * (core/facts.h) and, when key is not NULL, the row stored under that
+ * idempotency key. RA_NOT_FOUND when the organization, department (of that
+ * organization), profile or endpoint does not exist - unless an existing row
+ * was found, which the caller returns. generation 0: one statement reads the
+ * facts generation and the existing row; else the caller read both in a
+ * statement of its own (enroll_request.facts_generation, existing_json).
+ * The domains are those the names of csr can touch (NULL: none).
+ * *f is freed by the caller (ra_facts_free()) whatever the outcome.
  */
-/* Loads the facts into *f for the names of csr (NULL: none could be read):
- * runs the facts query, or parses `preloaded`, the same query's result that
- * the caller fetched in a statement of its own (enroll_request.facts_json). */
 static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_id,
                                     int64_t profile_id, int64_t endpoint_id, const char *key,
-                                    const struct csr_info *csr, const char *preloaded,
-                                    struct ra_facts *f)
+                                    const struct csr_info *csr, int64_t generation,
+                                    const char *existing_json, struct ra_facts *f)
 {
-	char org[24], dept[24], profile[24], endpoint[24];
-	char *cand = NULL;
-	const char *params[6];
+	const char *params[1] = { key };
 	PGresult *res = NULL;
 	json_error_t jerr;
-	const json_t *o, *d, *p, *e, *doms, *v;
 	enum ra_status rc = RA_ERROR;
-	size_t i;
 
 	memset(f, 0, sizeof(*f));
-	ra_id(org, org_id);
-	ra_id(dept, dept_id);
-	ra_id(profile, profile_id);
-	ra_id(endpoint, endpoint_id);
-	params[0] = org;
-	params[1] = dept_id != 0 ? dept : NULL;
-	params[2] = profile;
-	params[3] = endpoint_id != 0 ? endpoint : NULL;
-	params[4] = key;
-	if (preloaded == NULL) {
-		cand = names_candidates(csr != NULL ? csr->names : NULL,
-		                        csr != NULL ? csr->n_names : 0);
-		if (cand == NULL)
-			goto out;
-		params[5] = cand;
-		res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 6, params);
+	if (generation == 0) {
+		res = store_cert_exec(db, STORE_CERT_STMT_FACTS, ra_facts_sql, 1, params);
 		if (res == NULL) {
 			rc = ra_db_status(db);
 			goto out;
@@ -280,111 +222,42 @@ static enum ra_status ra_facts_load(struct db *db, int64_t org_id, int64_t dept_
 			log_warnx("PQexecPrepared(ra_facts): %d rows", PQntuples(res));
 			goto out;
 		}
-		preloaded = PQgetvalue(res, 0, 0);
+		generation = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		existing_json = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
 	}
-	f->root = json_loads(preloaded, 0, &jerr);
-	if (f->root == NULL) {
-		log_warnx("json_loads(ra_facts): %s", jerr.text);
+	if (existing_json != NULL) {
+		f->existing = json_loads(existing_json, 0, &jerr);
+		if (!json_is_object(f->existing)) {
+			log_warnx("json_loads(ra_facts existing): %s",
+			          f->existing == NULL ? jerr.text : "not an object");
+			goto out;
+		}
+	}
+	if (facts_get(db, generation, org_id, dept_id, profile_id, endpoint_id,
+	              csr != NULL ? csr->names : NULL, csr != NULL ? csr->n_names : 0, &f->v) != 0) {
+		rc = ra_db_status(db);
 		goto out;
 	}
-	f->existing = json_object_get(f->root, "existing");
-	if (!json_is_object(f->existing))
-		f->existing = NULL;
-
-	o = json_object_get(f->root, "org");
-	d = json_object_get(f->root, "dept");
-	p = json_object_get(f->root, "profile");
-	e = json_object_get(f->root, "endpoint");
-	f->org_found = json_is_object(o);
-	f->dept_found = dept_id == 0 || json_is_object(d);
-	f->profile_found = json_is_object(p);
-	f->endpoint_found = endpoint_id == 0 || json_is_object(e);
-	if (f->profile_found) {
-		/* before the other checks: ra_enroll_scoped() needs it even
-		 * when the organization is missing */
-		int t = cert_type_parse(json_string_value(json_object_get(p, "cert_type")));
-		f->profile.cert_type = t > 0 ? (unsigned)t : 0;
-	}
-	if (!f->org_found || !f->dept_found || !f->profile_found || !f->endpoint_found) {
+	if (!f->v.org_found || !f->v.dept_found || !f->v.profile_found || !f->v.endpoint_found) {
 		/* the same words as the admin API's 404 (admin_not_found) */
-		if (!f->org_found)
-			snprintf(f->missing, sizeof(f->missing), "organization %s not found", org);
-		else if (!f->dept_found)
-			snprintf(f->missing, sizeof(f->missing), "department %s not found", dept);
-		else if (!f->profile_found)
-			snprintf(f->missing, sizeof(f->missing), "profile %s not found", profile);
+		if (!f->v.org_found)
+			snprintf(f->missing, sizeof(f->missing), "organization %" PRId64 " not found",
+			         org_id);
+		else if (!f->v.dept_found)
+			snprintf(f->missing, sizeof(f->missing), "department %" PRId64 " not found",
+			         dept_id);
+		else if (!f->v.profile_found)
+			snprintf(f->missing, sizeof(f->missing), "profile %" PRId64 " not found",
+			         profile_id);
 		else
-			snprintf(f->missing, sizeof(f->missing), "endpoint %s not found", endpoint);
+			snprintf(f->missing, sizeof(f->missing), "endpoint %" PRId64 " not found",
+			         endpoint_id);
 		rc = RA_NOT_FOUND;
 		goto out;
 	}
-
-	f->org_name = ra_jstr(o, "name");
-	f->org_city = ra_jstr(o, "city");
-	f->org_state = ra_jstr(o, "state");
-	f->org_country = ra_jstr(o, "country");
-	f->dept_name = dept_id != 0 ? ra_jstr(d, "name") : NULL;
-	f->profile_name = ra_jstr(p, "name");
-	f->include_address = ra_jbool(p, "include_address");
-	f->key_usage = ra_jbits(p, "key_usage", key_usage_parse);
-	f->ext_key_usage = ra_jbits(p, "ext_key_usage", ext_key_usage_parse);
-
-	v = json_object_get(p, "terms_days");
-	f->profile.n_terms = json_array_size(v);
-	f->terms = calloc(f->profile.n_terms + 1, sizeof(int));
-	if (f->terms == NULL)
-		goto out;
-	for (i = 0; i < f->profile.n_terms; i++)
-		f->terms[i] = (int)json_integer_value(json_array_get(v, i));
-	f->profile.terms_days = f->terms;
-	f->profile.active = ra_jbool(p, "active");
-	f->profile.key_types = ra_jbits(p, "key_types", key_type_parse);
-	f->profile.requires_approval = ra_jbool(p, "requires_approval");
-	f->profile.allow_wildcards = ra_jbool(p, "allow_wildcards");
-	f->profile.require_dcv = ra_jbool(p, "require_dcv");
-	f->profile.require_org_validated = ra_jbool(p, "require_org_validated");
-
-	doms = json_object_get(f->root, "domains");
-	f->n_domains = json_array_size(doms);
-	f->domains = calloc(f->n_domains + 1, sizeof(*f->domains));
-	if (f->domains == NULL)
-		goto out;
-	for (i = 0; i < f->n_domains; i++) {
-		const json_t *dm = json_array_get(doms, i);
-		f->domains[i].name = json_string_value(json_object_get(dm, "name"));
-		f->domains[i].active = ra_jbool(dm, "active");
-		f->domains[i].dcv_validated = ra_jbool(dm, "dcv");
-		f->domains[i].cert_types = ra_jbits(dm, "cert_types", cert_type_parse);
-	}
-
-	f->input.endpoint_active = endpoint_id == 0 || ra_jbool(e, "active");
-	f->input.org_active = ra_jbool(o, "active");
-	f->input.dept_active = dept_id == 0 || ra_jbool(d, "active");
-	f->input.org_validated = ra_jbool(o, "validated");
-	f->input.profile_allowed =
-	    ra_jbool(p, "allowed") && (endpoint_id == 0 || ra_jbool(e, "lists_profile"));
-	f->input.profile = &f->profile;
-	f->input.domains = f->domains;
-	f->input.n_domains = f->n_domains;
 	rc = RA_OK;
 out:
 	PQclear(res);
-	free(cand);
-	/* keep root alive for an existing row even when the rest is missing */
-	if (rc != RA_OK && !(rc == RA_NOT_FOUND && f->existing != NULL)) {
-		char missing[sizeof(f->missing)];
-		bool profile_found = f->profile_found;
-		unsigned cert_type = f->profile.cert_type;
-
-		memcpy(missing, f->missing, sizeof(missing));
-		ra_facts_free(f);
-		memcpy(f->missing, missing, sizeof(missing));
-		if (rc == RA_NOT_FOUND) {
-			/* what ra_enroll_scoped() asks first */
-			f->profile_found = profile_found;
-			f->profile.cert_type = cert_type;
-		}
-	}
 	return rc;
 }
 
@@ -539,18 +412,18 @@ static int ra_sign(struct ca *ca, const struct enrolld_config *cfg, const struct
 	ip.serial_hex = serial;
 	ip.subject_key = csr->pkey;
 	ip.cn = cn[0] != '\0' ? cn : NULL;
-	ip.o = f->org_name;
-	ip.ou = f->dept_name;
-	if (f->include_address) {
-		ip.l = f->org_city;
-		ip.st = f->org_state;
-		ip.c = f->org_country;
+	ip.o = f->v.org_name;
+	ip.ou = f->v.dept_name;
+	if (f->v.include_address) {
+		ip.l = f->v.org_city;
+		ip.st = f->v.org_state;
+		ip.c = f->v.org_country;
 	}
 	ip.names = csr->names;
 	ip.n_names = csr->n_names;
 	ip.term_days = term_days;
-	ip.key_usage = f->key_usage;
-	ip.ext_key_usage = f->ext_key_usage;
+	ip.key_usage = f->v.key_usage;
+	ip.ext_key_usage = f->v.ext_key_usage;
 	ip.crl_url = base_len > 0 ? crl_url : NULL;
 	return ca_issue(ca, &ip, der, der_len, not_before, not_after);
 }
@@ -601,7 +474,7 @@ static char *ra_details(const struct enroll_request *req, const struct ra_facts 
 	char *s = NULL;
 
 	d = json_pack("{s:s?, s:I, s:s?, s:O, s:i, s:s?}", "protocol", req->protocol, "profile_id",
-	              (json_int_t)req->profile_id, "profile", f->profile_name, "names", names,
+	              (json_int_t)req->profile_id, "profile", f->v.profile_name, "names", names,
 	              "term_days", req->term_days, "key_type",
 	              key_type_name((enum key_type)csr->key_type));
 	if (d == NULL)
@@ -810,22 +683,22 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 		rc = parsed;
 		goto out;
 	}
-	if (req->facts_json == NULL && db_ensure(db) != 0) {
+	if (req->facts_generation == 0 && db_ensure(db) != 0) {
 		rc = RA_UNAVAILABLE;
 		goto out;
 	}
 	rc = ra_facts_load(db, req->org_id, req->dept_id, req->profile_id, req->endpoint_id,
-	                   req->idempotency_key, parsed == RA_OK ? &csr : NULL, req->facts_json,
-	                   &facts);
+	                   req->idempotency_key, parsed == RA_OK ? &csr : NULL,
+	                   req->facts_generation, req->existing_json, &facts);
 	if (scope != NULL && (rc == RA_OK || rc == RA_NOT_FOUND)) {
-		if (!facts.profile_found) {
+		if (!facts.v.profile_found) {
 			/* the same words as the admin API's 404 (admin_not_found) */
 			snprintf(out->detail, sizeof(out->detail), "profile %" PRId64 " not found",
 			         req->profile_id);
 			rc = RA_NOT_FOUND;
 			goto out;
 		}
-		if (!scope(scope_arg, facts.profile.cert_type, &auto_approve)) {
+		if (!scope(scope_arg, facts.v.profile.cert_type, &auto_approve)) {
 			rc = RA_NOT_FOUND; /* answered and audited by the callback */
 			goto out;
 		}
@@ -845,7 +718,7 @@ enum ra_status ra_enroll_scoped(struct db *db, struct ca *ca, const struct enrol
 	if (rc != RA_OK)
 		goto out;
 
-	in = facts.input;
+	in = facts.v.input;
 	in.csr = &csr;
 	in.term_days = req->term_days;
 	in.requester_auto_approve = auto_approve;
@@ -965,11 +838,12 @@ enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_con
 		goto out;
 	}
 
-	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, &csr, NULL, &facts);
+	rc = ra_facts_load(db, org_id, dept_id, profile_id, endpoint_id, NULL, &csr, 0, NULL,
+	                   &facts);
 	if (rc != RA_OK)
 		goto out;
 	rc = RA_ERROR;
-	in = facts.input;
+	in = facts.v.input;
 	in.csr = &csr;
 	in.term_days = term_days;
 	in.requester_auto_approve = true; /* an approver is deciding */
@@ -980,7 +854,7 @@ enum ra_status ra_approve(struct db *db, struct ca *ca, const struct enrolld_con
 	}
 
 	dj = json_pack("{s:I, s:s, s:s?}", "approver_admin_id", (json_int_t)approver_admin_id,
-	               "requester", PQgetvalue(res, 0, 8), "profile", facts.profile_name);
+	               "requester", PQgetvalue(res, 0, 8), "profile", facts.v.profile_name);
 	if (dj == NULL)
 		goto out;
 	if (dec.outcome == POLICY_DENY) {

@@ -2,7 +2,8 @@
  * ra.h: the registration authority: enrollment, approval, revocation.
  *
  * Every door turns its request into a struct enroll_request and calls
- * ra_enroll(). It loads the facts the policy needs from PostgreSQL, asks
+ * ra_enroll(). It takes the facts the policy needs from the facts cache
+ * (core/facts.h, coherent with PostgreSQL through a generation), asks
  * policy_decide(), and then, in one transaction:
  *   issue -> certificate row (status issued, serial, DER) + audit entry,
  *            signed by ca_issue() inside the transaction before COMMIT, so
@@ -40,11 +41,15 @@ struct enroll_request {
 	bool requester_auto_approve;
 	const char *idempotency_key;	/* NULL or unique per logical request */
 	const char *comment;		/* free text for the audit entry, or NULL */
-	/* NULL: ra_enroll() loads the policy facts itself. Else their text,
-	 * RA_FACTS_JSON (ra_sql.h) of exactly this request's org, dept,
-	 * profile, endpoint and idempotency key, read by the caller in a
-	 * statement it ran anyway (a round trip less per issuance). */
-	const char *facts_json;
+	/* 0: ra_enroll() reads the facts generation and the row stored under
+	 * idempotency_key itself (one statement; the facts come from the
+	 * cache, core/facts.h). Else the generation (FACTS_GENERATION_SQL) as
+	 * the caller read it in a statement it ran anyway, and existing_json
+	 * the RA_EXISTING_JSON text (ra_sql.h) of the row under exactly this
+	 * request's idempotency_key read in the same statement, or NULL when
+	 * there is none (a round trip less per issuance). */
+	int64_t facts_generation;
+	const char *existing_json;
 	/* NULL: ra_enroll() parses csr itself. Else csr_parse()'s result for
 	 * exactly csr/csr_len, which the caller made anyway (a CSR signature
 	 * check less per issuance); the caller keeps and frees it. */

@@ -14,7 +14,11 @@
  *
  * PostgreSQL builds each object as JSON (json_build_object) and jansson
  * parses it once (the account of an auth statement comes as columns); the
- * door shapes it into RFC 8555 JSON with its URLs.
+ * door shapes it into RFC 8555 JSON with its URLs. The policy facts of
+ * newOrder and finalize (organization, department, profile, delegated
+ * domains) are not read here: they come from the per-process cache of
+ * core/facts.h, and these statements return only its generation (one row
+ * by primary key) so that a change made by any instance is seen.
  *
  * State changes are guarded by the state they leave (WHERE status = ...),
  * so concurrent requests - on one instance or several sharing the database -
@@ -34,7 +38,7 @@
 
 #include "db.h"
 #include "log.h"
-#include "ra_sql.h"
+#include "facts.h"
 #include "store_json.h"
 
 /* ---------- prepared statements ---------- */
@@ -58,7 +62,6 @@ enum store_acme_stmt {
 	SA_ACCOUNT_UPDATE,
 	SA_ACCOUNT_KEY_CHANGE,
 	SA_ACCOUNT_BY_KEY,
-	SA_ORDER_FACTS,
 	SA_ORDER_CREATE,
 	SA_ORDER_CREATE_REPLACING,
 	SA_ORDER_CREATE_NO_CHALLENGES,
@@ -95,7 +98,6 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_account_update",
 	"enrolld_acme_account_key_change",
 	"enrolld_acme_account_by_key",
-	"enrolld_acme_order_facts",
 	"enrolld_acme_order_create",
 	"enrolld_acme_order_create_replacing",
 	"enrolld_acme_order_create_no_challenges",
@@ -282,20 +284,6 @@ store_acme_hexval(char c)
 /* The sentinel row name of a nonce key held in column expression v. */
 #define SA_SENTINEL(v) "'~' || left(encode(sha256(" v "), 'hex'), 16)"
 
-/* The policy facts of a newOrder for organization org, department dept
- * (SQL expressions) and the profile joined as p, restricted to the domains
- * named in the text[] parameter cand (store_acme_order_facts()). */
-#define SA_FACTS_JSON(org, dept, cand)                                                             \
-	"json_build_object('org', json_build_object('active', o.active,"                           \
-	" 'validated', o.validation_status = 'validated'),"                                        \
-	" 'dept', (SELECT json_build_object('active', d.active) FROM departments d"               \
-	" WHERE d.id = " dept " AND d.org_id = " org "),"                                          \
-	" 'profile', json_build_object('active', p.active, 'cert_type', p.cert_type,"             \
-	" 'allow_wildcards', p.allow_wildcards, 'require_dcv', p.require_dcv,"                    \
-	" 'require_org_validated', p.require_org_validated,"                                       \
-	" 'allowed', p.allowed_org_ids IS NULL OR " org " = ANY (p.allowed_org_ids)),"            \
-	" 'domains', " RA_DOMAINS_JSON(org, dept, cand "::text[]") ")"
-
 /* ---------- nonces ---------- */
 
 /* Loads (or creates) the key: 1 with *out and *sentinel_ok, 0 when a
@@ -424,9 +412,9 @@ out:
 
 /* $1 nonce, $2 its expiry, $3 endpoint, $4 the account: its id (kid) or
  * its key's thumbprint (jwk, STORE_ACME_OBJ_NONE only); the object
- * statements add $5 public id (newOrder's facts: $5 profile, $6 candidate
- * domains) and, last, the thumbprint of the key the caller holds parsed
- * (SA_AUTH_SELECT).
+ * statements add $5 public id (not newOrder's: it reads only the policy
+ * facts generation, core/facts.h) and, last, the thumbprint of the key the
+ * caller holds parsed (SA_AUTH_SELECT).
  *
  * Every statement here must plan the same whatever its parameters: a
  * prepared statement whose generic plan looks costlier than the plans made
@@ -483,11 +471,12 @@ enum store_acme_auth_col {
 	SA_COL_CREATED_AT,
 	/* the other objects */
 	SA_COL_OBJECT = SA_COL_JWK + 1,
-	SA_COL_FACTS,
+	SA_COL_GENERATION,	/* FACTS, FINALIZE */
 	/* STORE_ACME_OBJ_CERT */
 	SA_COL_CERT_ACCOUNT_ID = SA_COL_OBJECT,
 	SA_COL_CERT_STATUS,
-	SA_COL_CERT_DER,	/* STORE_ACME_OBJ_ORDER (SA_ORDER_COLS) */
+	SA_COL_CERT_DER,
+	/* STORE_ACME_OBJ_ORDER (SA_ORDER_COLS) */
 	SA_COL_ORDER_ID = SA_COL_OBJECT,
 	SA_COL_ORDER_PUBLIC_ID,
 	SA_COL_ORDER_ACCOUNT_ID,
@@ -504,14 +493,6 @@ enum store_acme_auth_col {
 	SA_COL_ORDER_CERTIFICATE_ID,
 	SA_COL_ORDER_AUTHZS,
 };
-
-/* The candidate domains (names_candidates()) of order o's identifiers,
- * which finalize holds equal to the CSR's names: every label-aligned suffix
- * (an address's dotted suffixes are harmless extras). */
-#define SA_ORDER_CANDIDATES(o)                                                                     \
-	"ARRAY(SELECT array_to_string(l[k:], '.') FROM jsonb_array_elements(" o                    \
-	".identifiers) i CROSS JOIN LATERAL string_to_array(i->>'value', '.') AS l"                \
-	" CROSS JOIN LATERAL generate_subscripts(l, 1) AS k)"
 
 /* The order with public id $5. A finalized order reads what its certificate
  * row says: every change of that row moves the order in the same
@@ -545,13 +526,12 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS SA_AUTH_FROM_KID
 	    SA_ORDER_JOIN,
-	/* The account's own order only: another's gets no facts (nor an
-	 * answer: 404). Same snapshot as the order read. */
+	/* With the facts generation (core/facts.h). A ready order has no
+	 * certificate row yet (the row's INSERT moves its order on: ra.c), so
+	 * the idempotency lookup of ra_enroll() is answered by the order's
+	 * status and not run here. */
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT
-	    ", (SELECT " RA_FACTS_JSON("a.org_id", "a.dept_id", "fo.profile_id", "$3::bigint",
-		"'acme-order:' || fo.id", SA_ORDER_CANDIDATES("fo"))
-	    " FROM acme_orders fo WHERE fo.account_id = a.id AND fo.public_id = $5)::text"
-	    SA_AUTH_FROM_KID,
+	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
@@ -575,12 +555,9 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    ", o.account_id, c.status, encode(c.cert_der, 'hex')" SA_AUTH_FROM_KID
 	    " LEFT JOIN (acme_orders o JOIN certificates c"
 	    " ON c.idempotency_key = 'acme-order:' || o.id) ON o.public_id = $5",
-	/* NULL without an organization (a.org_id NULL) or without the
-	 * profile */
-	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$7")
-	    ", (SELECT " SA_FACTS_JSON("a.org_id", "a.dept_id", "$6")
-	    " FROM organizations o JOIN profiles p ON p.id = $5::bigint"
-	    " WHERE o.id = a.org_id)::text" SA_AUTH_FROM_KID,
+	/* newOrder: no object, the facts generation (core/facts.h) */
+	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$5")
+	    ", NULL::text, " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
 };
 
 static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
@@ -857,8 +834,8 @@ out:
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
-	char expires[24], endpoint[24], account[24], profile[24];
-	const char *params[7];
+	char expires[24], endpoint[24], account[24];
+	const char *params[6];
 	enum store_acme_object obj = in->object;
 	enum store_acme_stmt stmt;
 	const char *sql;
@@ -902,10 +879,7 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		stmt = SA_AUTH_JWK;
 		sql = store_acme_auth_jwk_sql;
 	}
-	if (obj == STORE_ACME_OBJ_FACTS) {
-		params[nparams++] = store_acme_id(profile, in->profile_id);
-		params[nparams++] = in->candidates != NULL ? in->candidates : "{}";
-	} else if (obj != STORE_ACME_OBJ_NONE) {
+	if (obj != STORE_ACME_OBJ_NONE && obj != STORE_ACME_OBJ_FACTS) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
 	}
 	if (in->account_id != 0 && obj != STORE_ACME_OBJ_NONE)
@@ -929,18 +903,15 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	} else if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
 		goto out;
-	if (obj == STORE_ACME_OBJ_FINALIZE && !PQgetisnull(res, 0, SA_COL_FACTS) &&
-	    (out->facts = strdup(PQgetvalue(res, 0, SA_COL_FACTS))) == NULL)
-		goto out;
+	if (obj == STORE_ACME_OBJ_FACTS || obj == STORE_ACME_OBJ_FINALIZE)
+		out->facts_generation = strtoll(PQgetvalue(res, 0, SA_COL_GENERATION), NULL, 10);
 	rc = 0;
 out:
 	if (rc != 0) {
 		json_decref(out->account);
 		json_decref(out->object);
-		free(out->facts);
 		out->account = NULL;
 		out->object = NULL;
-		out->facts = NULL;
 	}
 	PQclear(res);
 	return rc;
@@ -1098,25 +1069,6 @@ store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t accoun
 }
 
 /* ---------- orders ---------- */
-
-int
-store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t profile_id,
-    const char *candidates, json_t **out)
-{
-	static const char sql[] =
-	    "SELECT CASE WHEN o.id IS NULL OR p.id IS NULL THEN NULL ELSE "
-	    SA_FACTS_JSON("$1::bigint", "$2::bigint", "$4") " END::text"
-	    " FROM (SELECT 1) one LEFT JOIN organizations o ON o.id = $1::bigint"
-	    " LEFT JOIN profiles p ON p.id = $3::bigint";
-	char org[24], dept[24], profile[24];
-	const char *params[4];
-
-	params[0] = store_acme_id(org, org_id);
-	params[1] = store_acme_id(dept, dept_id);
-	params[2] = store_acme_id(profile, profile_id);
-	params[3] = candidates;
-	return store_acme_json(db, SA_ORDER_FACTS, sql, 4, params, out);
-}
 
 /*
  * Every order create commits without waiting for its WAL flush: a CTE sets

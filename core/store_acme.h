@@ -77,12 +77,9 @@ enum store_acme_object {
 	STORE_ACME_OBJ_CHALL,	/* challenge */
 	STORE_ACME_OBJ_CERT,	/* {"account_id","cert_status","cert_der" (hex)} of
 				   the certificate of the order with that public id */
-	STORE_ACME_OBJ_FACTS,	/* the policy facts of a newOrder by the account (as
-				   store_acme_order_facts() for its org/department;
-				   NULL when it has no organization or the profile
-				   does not exist) */
-	STORE_ACME_OBJ_FINALIZE, /* the order, as ORDER, and the policy facts of
-				   finalizing it (out->facts) */
+	STORE_ACME_OBJ_FACTS,	/* newOrder: no object, out->facts_generation for
+				   the policy facts (core/facts.h) */
+	STORE_ACME_OBJ_FINALIZE, /* the order, as ORDER, and out->facts_generation */
 	STORE_ACME_OBJ__MAX,
 };
 
@@ -100,9 +97,6 @@ struct store_acme_auth_in {
 	const char *key_thumbprint;
 	enum store_acme_object object;
 	const char *public_id;	/* of the object */
-	/* FACTS: the profile and the candidate domains (text[] literal) */
-	int64_t profile_id;
-	const char *candidates;
 };
 
 struct store_acme_auth_out {
@@ -114,19 +108,18 @@ struct store_acme_auth_out {
 				   key_thumbprint; always for NONE); the rest of
 				   the shape above for STORE_ACME_OBJ_NONE only */
 	json_t *object;		/* the object asked for, or NULL when absent */
-	/* FINALIZE: RA_FACTS_JSON text (ra_sql.h) of the account's org and
-	 * department, the order's profile, the endpoint and idempotency key
-	 * "acme-order:<id>", for enroll_request.facts_json; NULL when the order
-	 * is not the account's. Newly allocated. */
-	char *facts;
+	/* FACTS, FINALIZE: the policy facts generation read in the same
+	 * statement (FACTS_GENERATION_SQL, core/facts.h), for facts_get() and
+	 * enroll_request.facts_generation */
+	int64_t facts_generation;
 };
 
 /*
  * Consumes the nonce, loads the account (by id or by key) and the object, in
  * one statement. The nonce key's sentinel is checked once per database
  * connection, before the first nonce of that key it accepts (crash recovery,
- * which empties acme_nonces, ends every connection). 0 or -1. The caller frees out->account, out->object and
- * out->facts. An ORDER reads as its certificate row left it: every change
+ * which empties acme_nonces, ends every connection). 0 or -1. The caller frees out->account and
+ * out->object. An ORDER reads as its certificate row left it: every change
  * of that row moves the order in the same transaction (migration 003).
  */
 int store_acme_auth(struct db *db, const struct store_acme_auth_in *in,
@@ -180,18 +173,6 @@ int store_acme_account_by_key(struct db *db, int64_t endpoint_id, const char *th
     int64_t *id) __attribute__((warn_unused_result));
 
 /* ---------- orders ---------- */
-
-/*
- * The policy facts of a newOrder, as core/ra.c loads them for a CSR:
- * {"org":{"active","validated"},"dept":{"active"}|null,"profile":{"active",
- * "cert_type","allow_wildcards","require_dcv","require_org_validated",
- * "allowed"},"domains":[{"name","active","dcv","cert_types":[..]}]}. Only the
- * domains named in `candidates` (a text[] literal of every suffix of every
- * requested name, and the addresses) are returned: a name can only be inside
- * one of its suffixes. 1, 0 (organization or profile gone), -1.
- */
-int store_acme_order_facts(struct db *db, int64_t org_id, int64_t dept_id, int64_t profile_id,
-    const char *candidates, json_t **out) __attribute__((warn_unused_result));
 
 struct store_acme_order_new {
 	const char *public_id;

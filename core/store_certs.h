@@ -115,7 +115,7 @@ int store_cert_profile_type(struct db *db, int64_t profile_id, unsigned *cert_ty
  * 26000) outside a transaction, it is prepared and the call retried once.
  */
 enum store_cert_stmt {
-	STORE_CERT_STMT_FACTS,        /* ra.c: the policy facts */
+	STORE_CERT_STMT_FACTS,        /* ra.c: facts generation + idempotency row */
 	STORE_CERT_STMT_INSERT,       /* ra.c: certificate row + audit, row as JSON */
 	STORE_CERT_STMT_INSERT_ID,    /* ra.c: the same, answering the id alone */
 	STORE_CERT_STMT_GET,          /* store_cert_get */

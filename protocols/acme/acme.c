@@ -22,8 +22,9 @@
  * HMAC and age (badNonce); url equal to the request URL (unauthorized); kid
  * an account URL of this endpoint (else accountDoesNotExist); then ONE
  * statement consumes the nonce, loads the account and the object the URL
- * names (order, authorization, challenge, certificate; for newOrder the
- * policy facts of its names) - badNonce when used before,
+ * names (order, authorization, challenge, certificate; for newOrder and
+ * finalize the generation of the cached policy facts, core/facts.h) -
+ * badNonce when used before,
  * accountDoesNotExist; then the signature (acme_jws_verify(), with the
  * account key from a per-process cache); then the account's status
  * (unauthorized when deactivated). Only then does a handler run, usually
@@ -873,7 +874,6 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	struct store_acme_auth_out out;
 	int64_t expires = 0, kid_id = 0;
 	const char *status = NULL;
-	char *candidates = NULL;
 	size_t len;
 	int r_nonce;
 
@@ -940,25 +940,14 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	}
 	in.object = obj;
 	in.public_id = public_id;
-	if (obj == STORE_ACME_OBJ_FACTS) {
-		/* newOrder: its policy facts come with the account (one round
-		 * trip less), when the payload says which */
-		if (acme_new_order_facts_params(r, &in.profile_id, &candidates))
-			r->facts_profile_id = in.profile_id;
-		else
-			in.object = STORE_ACME_OBJ_NONE;
-		in.candidates = candidates;
-	}
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
-		free(candidates);
 		acme_jws_verifier_free(held);
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
-	free(candidates);
 	r->account = out.account;
 	r->object = out.object;
-	r->facts = out.facts;
+	r->facts_generation = out.facts_generation;
 	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh) {
 		r->verifier = acme_account_key(r->account, held, held_thumb);
 		if (r->verifier != NULL &&
@@ -1218,6 +1207,5 @@ out:
 	acme_jws_verifier_free(r->verifier);
 	json_decref(r->account);
 	json_decref(r->object);
-	free(r->facts);
 	free(r);
 }

@@ -107,11 +107,9 @@ struct acme_request {
 	 * with the account (store_acme.h shapes), or NULL when absent; the
 	 * handler checks that it is the signer's */
 	json_t *object;
-	/* finalize: the policy facts read with the order (store_acme.h), for
-	 * ra_enroll(); owned */
-	char *facts;
-	/* newOrder: the profile whose policy facts r->object holds, or 0 */
-	int64_t facts_profile_id;
+	/* newOrder, finalize: the policy facts generation read with the
+	 * account (store_acme.h), for facts_get() / ra_enroll() */
+	int64_t facts_generation;
 	/* last, and only profiles[0..ep.n_profiles) are set: acme_handle()
 	 * neither zeroes nor copies the unused profile slots (~23 kB) */
 	struct acme_endpoint ep;
@@ -160,12 +158,6 @@ void acme_account(struct acme_request *r, const char *id);
 void acme_key_change(struct acme_request *r);
 
 /* acme_order.c; the object handlers find theirs in r->object */
-/* From a newOrder's (not yet verified) payload: the profile and the
- * candidate domains (newly allocated text[] literal) whose policy facts the
- * authenticating statement can load with the account. False when the
- * payload does not say (acme_new_order() then answers what is wrong). */
-bool acme_new_order_facts_params(const struct acme_request *r, int64_t *profile_id,
-    char **candidates);
 void acme_new_order(struct acme_request *r);
 void acme_orders(struct acme_request *r, const char *account_id);
 void acme_order(struct acme_request *r);

@@ -56,6 +56,7 @@
 #include "ca.h"
 #include "csr.h"
 #include "db.h"
+#include "facts.h"
 #include "log.h"
 #include "names.h"
 #include "policy.h"
@@ -358,99 +359,6 @@ acme_order_identifiers(struct acme_request *r, const json_t *list, struct acme_i
 	return n;
 }
 
-/* The candidate domains of the identifiers (names_candidates(): every
- * suffix of each name, addresses as they are), as a text[] literal. Newly
- * allocated, or NULL. */
-static char *
-acme_candidates(const struct acme_ident *ids, int n)
-{
-	struct req_name *names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
-	char *out = NULL;
-	int i;
-
-	if (names == NULL)
-		return NULL;
-	for (i = 0; i < n; i++)
-		names[i] = ids[i].name;
-	out = names_candidates(names, (size_t)n);
-	free(names);
-	return out;
-}
-
-/* What store_acme_order_facts() said, as a policy_input. */
-struct acme_facts {
-	json_t *root;
-	struct policy_profile profile;
-	struct policy_domain *domains;
-	struct policy_input in;
-};
-
-static void
-acme_facts_free(struct acme_facts *f)
-{
-	free(f->domains);
-	json_decref(f->root);
-	memset(f, 0, sizeof(*f));
-}
-
-static unsigned
-acme_cert_type_bits(const json_t *arr)
-{
-	const json_t *v = NULL;
-	unsigned bits = 0;
-	size_t i;
-	int t;
-
-	json_array_foreach(arr, i, v)
-	{
-		t = cert_type_parse(json_string_value(v));
-		if (t > 0)
-			bits |= (unsigned)t;
-	}
-	return bits;
-}
-
-static int
-acme_facts_build(json_t *root, int64_t dept_id, struct acme_facts *f)
-{
-	const json_t *org = json_object_get(root, "org");
-	const json_t *dept = json_object_get(root, "dept");
-	const json_t *p = json_object_get(root, "profile");
-	const json_t *doms = json_object_get(root, "domains");
-	const json_t *d = NULL;
-	size_t i;
-	int t;
-
-	memset(f, 0, sizeof(*f));
-	f->root = root;
-	f->profile.active = json_is_true(json_object_get(p, "active"));
-	t = cert_type_parse(acme_json_str(p, "cert_type"));
-	f->profile.cert_type = t > 0 ? (unsigned)t : 0;
-	f->profile.allow_wildcards = json_is_true(json_object_get(p, "allow_wildcards"));
-	f->profile.require_dcv = json_is_true(json_object_get(p, "require_dcv"));
-	f->profile.require_org_validated =
-	    json_is_true(json_object_get(p, "require_org_validated"));
-	f->domains = calloc(json_array_size(doms) + 1, sizeof(*f->domains));
-	if (f->domains == NULL)
-		return -1;
-	json_array_foreach(doms, i, d)
-	{
-		f->domains[i].name = acme_json_str(d, "name");
-		f->domains[i].active = json_is_true(json_object_get(d, "active"));
-		f->domains[i].dcv_validated = json_is_true(json_object_get(d, "dcv"));
-		f->domains[i].cert_types = acme_cert_type_bits(json_object_get(d, "cert_types"));
-	}
-	f->in.endpoint_active = true; /* only active endpoints are served */
-	f->in.org_active = json_is_true(json_object_get(org, "active"));
-	f->in.dept_active = dept_id == 0 || json_is_true(json_object_get(dept, "active"));
-	f->in.org_validated = json_is_true(json_object_get(org, "validated"));
-	f->in.profile_allowed = json_is_true(json_object_get(p, "allowed"));
-	f->in.profile = &f->profile;
-	f->in.domains = f->domains;
-	f->in.n_domains = json_array_size(doms);
-	return 0;
-}
-
 /* The term for this order: 0 after answering. */
 static int
 acme_order_term(struct acme_request *r, const struct acme_profile *profile, const json_t *payload,
@@ -557,44 +465,19 @@ acme_order_profile(const struct acme_request *r, const json_t *payload)
 	return acme_profile_by_id(&r->ep, r->ep.default_profile_id);
 }
 
-bool
-acme_new_order_facts_params(const struct acme_request *r, int64_t *profile_id,
-    char **candidates)
-{
-	const json_t *payload = r->jws.payload_json;
-	const struct acme_profile *profile = NULL;
-	struct acme_ident *ids = NULL;
-	json_t *subs = NULL;
-	int n;
-
-	*candidates = NULL;
-	if (!json_is_object(payload) || (profile = acme_order_profile(r, payload)) == NULL)
-		return false;
-	ids = calloc(ACME_MAX_IDENTIFIERS, sizeof(*ids));
-	subs = json_array();
-	if (ids != NULL && subs != NULL) {
-		n = acme_order_identifiers(NULL, json_object_get(payload, "identifiers"), ids, subs);
-		if (n >= 0)
-			*candidates = acme_candidates(ids, n);
-	}
-	free(ids);
-	json_decref(subs);
-	*profile_id = profile->id;
-	return *candidates != NULL;
-}
-
 void
 acme_new_order(struct acme_request *r)
 {
 	const json_t *payload = r->jws.payload_json;
 	const struct acme_profile *profile = NULL;
 	struct acme_ident *ids = NULL;
-	struct acme_facts facts;
+	struct facts_view facts;
+	struct req_name *names = NULL;
 	struct policy_decision dec;
 	struct store_acme_order_new in;
-	json_t *subs = NULL, *facts_json = NULL, *identifiers = NULL, *authzs = NULL;
+	json_t *subs = NULL, *identifiers = NULL, *authzs = NULL;
 	json_t *public_ids = NULL, *order = NULL;
-	char *candidates = NULL, *identifiers_text = NULL, *authzs_text = NULL;
+	char *identifiers_text = NULL, *authzs_text = NULL;
 	char public_id[ACME_PUBLIC_ID_LEN], expires_text[32], not_after_text[32];
 	int64_t org_id = acme_json_id(r->account, "org_id");
 	int64_t dept_id = acme_json_id(r->account, "dept_id");
@@ -602,7 +485,7 @@ acme_new_order(struct acme_request *r)
 	const char *replaces = NULL;
 	char replaces_serial[41];
 	enum store_acme_replace_refusal refusal;
-	int n, i, term, refused = 0, r_facts, created;
+	int n, i, term, refused = 0, created;
 	bool all_valid = true;
 
 	memset(&facts, 0, sizeof(facts));
@@ -663,44 +546,37 @@ acme_new_order(struct acme_request *r)
 	if (n < 0)
 		goto out;
 
-	/* The policy facts, for the names asked only: usually loaded with the
-	 * account (acme_new_order_facts_params()), else here. */
-	if (r->object != NULL && r->facts_profile_id == profile->id) {
-		facts_json = r->object;
-		r->object = NULL;
-		r_facts = 1;
-	} else {
-		candidates = acme_candidates(ids, n);
-		if (candidates == NULL)
-			goto oom;
-		r_facts = store_acme_order_facts(r->door->db, org_id, dept_id, profile->id,
-		    candidates, &facts_json);
-	}
-	if (r_facts < 0) {
+	/* The policy facts, from the cache (core/facts.h) of at least the
+	 * generation read with the account. The endpoint is not judged here:
+	 * only active endpoints are served, and the profile is one of its. */
+	names = calloc(n > 0 ? (size_t)n : 1, sizeof(*names));
+	if (names == NULL)
+		goto oom;
+	for (i = 0; i < n; i++)
+		names[i] = ids[i].name;
+	if (facts_get(r->door->db, r->facts_generation, org_id, dept_id, profile->id, 0, names,
+		(size_t)n, &facts) != 0) {
 		acme_db_failure(r, "order facts");
 		goto out;
 	}
-	if (r_facts == 0) {
+	if (!facts.org_found || !facts.profile_found) {
 		acme_problem(r, 403, ACME_PROBLEM_UNAUTHORIZED,
 		    "the account's organization or the profile no longer exists");
 		goto out;
 	}
-	if (acme_facts_build(facts_json, dept_id, &facts) != 0)
-		goto oom;
-	facts_json = NULL; /* owned by facts */
-	policy_check_scope(&facts.in, &dec);
+	policy_check_scope(&facts.input, &dec);
 	if (dec.outcome == POLICY_DENY) {
 		acme_problem(r, 403, ACME_PROBLEM_UNAUTHORIZED, "%s (%s)", dec.detail, dec.reason);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		policy_check_name(&facts.in, &ids[i].name, &dec);
+		policy_check_name(&facts.input, &ids[i].name, &dec);
 		if (dec.outcome == POLICY_DENY) {
 			acme_subproblem(subs, ACME_PROBLEM_REJECTED_IDENTIFIER, ids[i].type,
 			    ids[i].name.value, dec.reason, dec.detail);
 			continue;
 		}
-		ids[i].skip = r->ep.skip_validated && policy_name_dcv_validated(&facts.in, &ids[i].name);
+		ids[i].skip = r->ep.skip_validated && policy_name_dcv_validated(&facts.input, &ids[i].name);
 		if (!ids[i].skip)
 			all_valid = false;
 	}
@@ -811,16 +687,15 @@ oom:
 	acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 out:
 	free(ids);
-	free(candidates);
 	free(identifiers_text);
 	free(authzs_text);
 	json_decref(subs);
-	json_decref(facts_json);
 	json_decref(identifiers);
 	json_decref(authzs);
 	json_decref(public_ids);
 	json_decref(order);
-	acme_facts_free(&facts);
+	facts_view_free(&facts);
+	free(names);
 }
 
 /* ---------- orders ---------- */
@@ -1080,7 +955,10 @@ acme_finalize(struct acme_request *r)
 	er.csr_len = der_len;
 	er.idempotency_key = key;
 	er.comment = comment;
-	er.facts_json = r->facts; /* read with the order: one round trip less */
+	/* the facts generation read with the order; a ready order has no
+	 * certificate row under its key (store_acme.c): one round trip less */
+	er.facts_generation = r->facts_generation;
+	er.existing_json = NULL;
 	er.parsed_csr = &csr; /* parsed and checked above: not again */
 	rs = ra_enroll(r->door->db, r->door->ca, r->door->cfg, &er, &res);
 	switch (rs) {

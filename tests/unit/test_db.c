@@ -358,8 +358,9 @@ static void test_schema_guards(struct db *db)
 	CHECK(value_long(db, "SELECT count(*) FROM certificates") == 2);
 #undef CERT_ROW
 
-	/* The value lists of migration 006's domains: each takes its values
-	 * and refuses others (23514, as the table CHECKs did). */
+	/* The value lists of migration 006's domains and the ranges of
+	 * 008's: each takes its values and refuses others (23514, as the
+	 * table CHECKs did). */
 	static const struct {
 		const char *domain, *good, *bad;
 	} lists[] = {
@@ -371,6 +372,10 @@ static void test_schema_guards(struct db *db)
 	    {"acme_identifier_type", "ip", "email"},
 	    {"acme_challenge_type", "tls-alpn-01", "dns-02"},
 	    {"acme_challenge_status", "processing", "expired"},
+	    /* migration 008's, from the table CHECKs of term_days and
+	     * revocation_reason */
+	    {"term_days", "1", "0"},
+	    {"revocation_reason", "10", "11"},
 	};
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		char sql[160];
@@ -390,6 +395,96 @@ static void test_schema_guards(struct db *db)
 	/* A syntax error is the statement's fault, not the connection's. */
 	CHECK(exec_fails(db, "SELEC 1", "42601"));
 	CHECK(!db_unavailable(db));
+}
+
+/* Migration 008: the parents that the rows of every issuance reference
+ * (organizations, departments, profiles, endpoints, admins, ACME accounts,
+ * certificates) keep their rows: no foreign key from certificates,
+ * acme_orders or acme_authzs is checked per insert any more, and a DELETE or
+ * TRUNCATE of a parent is refused with the foreign key's SQLSTATE (23503),
+ * with or without children, and changes nothing. The foreign keys to
+ * parents that retention deletes stay. Runs after test_schema_guards (Org A,
+ * profile p1, admins m1 and r1, two certificates). */
+static void test_never_deleted(struct db *db)
+{
+	static const char *const parents[] = {
+	    "organizations", "departments",   "profiles",     "endpoints",
+	    "admins",        "acme_accounts", "certificates",
+	};
+	static const char counts_sql[] = "SELECT (SELECT count(*) FROM organizations) * 1000000"
+	                                 " + (SELECT count(*) FROM departments) * 100000"
+	                                 " + (SELECT count(*) FROM profiles) * 10000"
+	                                 " + (SELECT count(*) FROM endpoints) * 1000"
+	                                 " + (SELECT count(*) FROM admins) * 100"
+	                                 " + (SELECT count(*) FROM acme_accounts) * 10"
+	                                 " + (SELECT count(*) FROM certificates)";
+	long before;
+	char sql[160];
+
+	CHECK(exec_ok(db, "INSERT INTO departments (org_id, name) SELECT id, 'Dept A'"
+	                  " FROM organizations WHERE name = 'Org A'"));
+	CHECK(exec_ok(db, "INSERT INTO endpoints (protocol, name, org_id, default_profile_id,"
+	                  " profile_ids) SELECT 'acme', 'e1', o.id, p.id, ARRAY[p.id]"
+	                  " FROM organizations o, profiles p"));
+	CHECK(exec_ok(db, "INSERT INTO acme_accounts (endpoint_id, key_thumbprint, jwk)"
+	                  " SELECT id, 'tp1', '{}' FROM endpoints"));
+	/* An issuance's rows: a certificate naming every parent, its order,
+	 * and the order's authorization and challenge. */
+	CHECK(exec_ok(db, "INSERT INTO certificates (status, org_id, dept_id, profile_id,"
+	                  " endpoint_id, protocol, requester, requester_admin_id, csr_der,"
+	                  " key_type, term_days, idempotency_key)"
+	                  " SELECT 'requested', o.id, d.id, p.id, e.id, 'acme', 'acme:1', a.id,"
+	                  " '\\x00', 'p256', 90, 'acme-order:1'"
+	                  " FROM organizations o, departments d, profiles p, endpoints e, admins a"
+	                  " WHERE a.login = 'r1'"));
+	CHECK(exec_ok(db, "INSERT INTO acme_orders (public_id, account_id, identifiers,"
+	                  " profile_id, term_days, expires_at, certificate_id)"
+	                  " SELECT 'o1', a.id, '[]', p.id, 90, now(), c.id"
+	                  " FROM acme_accounts a, profiles p, certificates c"
+	                  " WHERE c.idempotency_key = 'acme-order:1'"));
+	CHECK(exec_ok(db, "INSERT INTO acme_authzs (public_id, order_id, account_id, id_type,"
+	                  " id_value, expires_at) SELECT 'z1', id, account_id, 'dns',"
+	                  " 'example.com', now() FROM acme_orders"));
+	CHECK(exec_ok(db, "INSERT INTO acme_challenges (public_id, authz_id, type, token)"
+	                  " SELECT 'c1', id, 'http-01', 't' FROM acme_authzs"));
+	before = value_long(db, counts_sql);
+	CHECK(before ==
+	      1111213); /* 1 org, dept, profile, endpoint; 2 admins; 1 account; 3 certificates */
+
+	for (size_t i = 0; i < sizeof(parents) / sizeof(parents[0]); i++) {
+		/* with children, as the foreign key refused it */
+		snprintf(sql, sizeof(sql), "DELETE FROM %s", parents[i]);
+		CHECK(exec_fails(db, sql, "23503"));
+		/* and a row that nothing references (the admin m1, the
+		 * certificates of test_schema_guards) */
+		snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = (SELECT max(id) FROM %s)",
+		         parents[i], parents[i]);
+		CHECK(exec_fails(db, sql, "23503"));
+		snprintf(sql, sizeof(sql), "TRUNCATE %s CASCADE", parents[i]);
+		CHECK(exec_fails(db, sql, "23503"));
+	}
+	CHECK(exec_fails(db, "DELETE FROM admins WHERE login = 'm1'", "23503"));
+	CHECK(value_long(db, counts_sql) == before);
+	CHECK(value_long(db, "SELECT count(*) FROM acme_orders o JOIN acme_authzs z"
+	                     " ON z.order_id = o.id JOIN acme_challenges c ON c.authz_id = z.id"
+	                     " JOIN certificates x ON x.id = o.certificate_id") == 1);
+
+	/* The foreign keys to parents that retention deletes still hold. */
+	CHECK(exec_fails(db, "DELETE FROM acme_orders", "23503"));
+	CHECK(exec_fails(db, "DELETE FROM acme_authzs", "23503"));
+	CHECK(exec_fails(db,
+	                 "INSERT INTO acme_authzs (public_id, order_id, account_id,"
+	                 " id_type, id_value, expires_at) SELECT 'z2', max(id) + 1, 1,"
+	                 " 'dns', 'example.com', now() FROM acme_orders",
+	                 "23503"));
+	CHECK(value_long(db, "SELECT count(*) FROM acme_orders") == 1);
+	CHECK(value_long(db, "SELECT count(*) FROM acme_authzs") == 1);
+	/* ... and retention's delete, children first, goes through. */
+	CHECK(exec_ok(db, "WITH dc AS (DELETE FROM acme_challenges RETURNING 1),"
+	                  " dz AS (DELETE FROM acme_authzs RETURNING 1)"
+	                  " DELETE FROM acme_orders"));
+	CHECK(value_long(db, "SELECT count(*) FROM acme_orders") == 0);
+	CHECK(value_long(db, counts_sql) == before);
 }
 
 static void test_values_and_transactions(struct db *db)
@@ -676,6 +771,7 @@ int main(void)
 	test_concurrent_migrate(db, conninfo);
 	test_audit(db);
 	test_schema_guards(db);
+	test_never_deleted(db);
 	test_values_and_transactions(db);
 	test_lock();
 	test_outage(&pg, db, conninfo, sizeof(conninfo));

@@ -1,0 +1,149 @@
+"""test_facts_cache: the policy facts cache (core/facts.c) is coherent across
+instances sharing one database.
+
+Two enrolld instances on one database (Enrolld.share_database()): A serves
+the ACME requests, B the administrator. A's cache is warmed by a request
+first (the facts of the organization are in A's memory), then the
+administrator changes something through B's admin API - or directly in SQL,
+the trigger path of migration 007 - and A's very next request must judge by
+the new facts:
+
+  * a delegation removed        -> newOrder refused (rejectedIdentifier,
+                                   name_not_delegated), nothing stored;
+  * a profile deactivated       -> finalize of an order that was ready
+                                   refused, no certificate row, order invalid;
+  * a domain's DCV revoked      -> newOrder no longer skips the challenges
+                                   (order pending, authorization with
+                                   challenges) on an endpoint that skips them
+                                   for validated names;
+  * organization deactivated in SQL (no enrolld involved) -> newOrder refused.
+
+Each would pass on a stale cache only if A kept deciding by what it had
+loaded: remove the generation check and they fail.
+"""
+
+import os
+import secrets
+
+import enrolld_test as et
+from test_acme_protocol import (AcmeBase, AcmeClient, Key, counts, make_csr, make_eab,
+                                make_endpoint, validate_domain)
+
+
+class FactsCoherenceTest(AcmeBase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        ca = os.path.join(cls.d.state_dir, "ca")
+        cls.b = et.Enrolld(start=False, config_extra="[ca]\nca_root_cert = %s\n"
+                           "ca_issuing_cert = %s\nca_issuing_key = %s\n"
+                           % (os.path.join(ca, "root.pem"), os.path.join(ca, "issuing.pem"),
+                              os.path.join(ca, "issuing.key")))
+        try:
+            cls.b.share_database(cls.d)
+            cls.b.start()
+        except Exception:
+            cls.b.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        b, cls.b = getattr(cls, "b", None), None
+        try:
+            if b is not None:
+                b.close()
+        finally:
+            super().tearDownClass()
+
+    def tenant(self, skip_validated=True, validated=True):
+        """A fresh organization (so that no other test shares its cache
+        entry), an endpoint of it on A, a registered ACME client."""
+        dom = "fc-%s.test" % secrets.token_hex(4)
+        t = et.setup_tenant(self.b, domain=dom)
+        if validated:
+            validate_domain(self.b, t["domain_id"])
+        ep = make_endpoint(self.b, t,
+                           settings={"skip_challenges_when_dcv_validated": skip_validated})
+        c = AcmeClient(self.d, ep["name"])
+        r = c.register(eab=make_eab(self.b, int(ep["id"])))
+        self.assertEqual(r.status, 201, r)
+        return t, c
+
+    def warm(self, c, t):
+        """A newOrder on A: its facts are now cached there. Returns the
+        order (ready: the domain is validated, the endpoint skips)."""
+        r = c.new_order(["w%s.%s" % (secrets.token_hex(2), t["domain"])])
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "ready", r.json)
+        return r
+
+    def generation(self):
+        return int(self.d.sql("SELECT generation FROM policy_generation")[0][0])
+
+    def test_delegation_removed_on_b(self):
+        t, c = self.tenant()
+        self.warm(c, t)
+        gen = self.generation()
+        et.expect(self.b.api("DELETE", "/api/v1/delegations/%d" % t["delegation_id"]), 200, 204)
+        self.assertGreater(self.generation(), gen, "the delegation's DELETE bumped nothing")
+        before = counts(self.d)
+        r = c.new_order(["x." + t["domain"]])
+        self.assertProblem(r, 400, "rejectedIdentifier")
+        self.assertIn("name_not_delegated", r.text)
+        self.assertNothingStored(before)
+
+    def test_profile_deactivated_on_b(self):
+        t, c = self.tenant()
+        o = self.warm(c, t)
+        name = o.json["identifiers"][0]["value"]
+        et.expect(self.b.api("PATCH", "/api/v1/profiles/%d" % t["profile_id"],
+                             {"active": False}), 200)
+        before = counts(self.d)
+        f = c.finalize(o.json, make_csr(Key("ec"), [name]))
+        self.assertEqual(f.status, 403, f)
+        self.assertIn("profile_inactive", f.text)
+        self.assertEqual(counts(self.d), before, "a refused finalize wrote a certificate")
+        self.assertEqual(c.get(o.headers["location"]).json["status"], "invalid")
+
+    def test_dcv_revoked_on_b(self):
+        t, c = self.tenant()
+        self.warm(c, t)
+        et.expect(self.b.api("PUT", "/api/v1/domains/%d/dcv" % t["domain_id"],
+                             {"status": "not_started"}), 200)
+        r = c.new_order(["y." + t["domain"]])
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "pending", r.json)
+        az = c.get(r.json["authorizations"][0])
+        self.assertEqual(az.json["status"], "pending", az.json)
+        self.assertTrue(az.json["challenges"], az.json)
+
+    def test_organization_deactivated_in_sql(self):
+        t, c = self.tenant()
+        self.warm(c, t)
+        gen = self.generation()
+        self.d.sql("UPDATE organizations SET active = false WHERE id = %d" % t["org_id"])
+        self.assertGreater(self.generation(), gen, "the UPDATE bumped nothing")
+        before = counts(self.d)
+        r = c.new_order(["z." + t["domain"]])
+        self.assertProblem(r, 403, "unauthorized")
+        self.assertIn("organization_inactive", r.text)
+        self.assertNothingStored(before)
+        # and back: the next request sees that too
+        self.d.sql("UPDATE organizations SET active = true WHERE id = %d" % t["org_id"])
+        r = c.new_order(["z." + t["domain"]])
+        self.assertEqual(r.status, 201, r)
+
+    def test_statement_without_rows_still_coherent(self):
+        """A statement touching no row bumps too (statement-level): harmless,
+        the next request reloads and decides the same."""
+        t, c = self.tenant()
+        self.warm(c, t)
+        gen = self.generation()
+        self.d.sql("UPDATE profiles SET active = active WHERE id = -1")
+        self.assertGreater(self.generation(), gen)
+        self.warm(c, t)
+
+
+if __name__ == "__main__":
+    et.main()
