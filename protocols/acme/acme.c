@@ -25,8 +25,10 @@
  * names (order, authorization, challenge, certificate; for newOrder and
  * finalize the generation of the cached policy facts, core/facts.h) -
  * badNonce when used before,
- * accountDoesNotExist; then the signature (acme_jws_verify(), with the
- * account key from a per-process cache); then the account's status
+ * accountDoesNotExist; then the signature (acme_jws_verify_with(), with
+ * the account key's verifier from a per-process cache: the statement sends
+ * the stored JWK only when its thumbprint is not the cached key's, so a key
+ * rolled over on any instance is never trusted); then the account's status
  * (unauthorized when deactivated). Only then does a handler run, usually
  * without another read: a POST-as-GET costs one round trip in all (plus,
  * once per database connection, the check that crash recovery did not
@@ -34,9 +36,10 @@
  *
  * Measured costs that shaped this (OpenSSL 3.0, PostgreSQL 15): turning a
  * stored JWK into a key costs more than the ECDSA verification itself (so
- * keys are cached); every statement costs its own transaction and protocol
- * exchange in PostgreSQL, more than the small queries themselves (so reads
- * ride on the nonce statement).
+ * keys are cached), and initialising a verification context a further ~3%
+ * of one (so a cached key keeps one to copy); every statement costs its own
+ * transaction and protocol exchange in PostgreSQL, more than the small
+ * queries themselves (so reads ride on the nonce statement).
  *
  * Every response, errors included, carries a fresh Replay-Nonce and
  * Link: <directory>;rel="index" (acme_handle() adds them last).
