@@ -12,9 +12,11 @@
  * certificate row says: that row's INSERT (core/ra.c) and an
  * administrator's decision (migration 003's trigger) move the order.
  *
- * PostgreSQL builds each object as JSON (json_build_object) and jansson
- * parses it once (the account of an auth statement comes as columns); the
- * door shapes it into RFC 8555 JSON with its URLs. The policy facts of
+ * PostgreSQL builds most objects as JSON (json_build_object) and jansson
+ * parses it once; the hot ones of the auth statements - the account, the
+ * order (order, finalize) and the certificate - come as plain columns that
+ * store_acme_auth() turns into the same json_t shapes, which is cheaper on
+ * both sides. The door shapes them into RFC 8555 JSON with its URLs. The policy facts of
  * newOrder and finalize (organization, department, profile, delegated
  * domains) are not read here: they come from the per-process cache of
  * core/facts.h, and these statements return only its generation (one row
@@ -261,16 +263,6 @@ store_acme_hexval(char c)
 	" WHERE z.order_id = " o ".id AND z.status <> 'valid') THEN 'ready'"                       \
 	" ELSE " o ".status END"
 
-#define SA_ORDER_JSON(o)                                                                           \
-	"json_build_object('id', " o ".id, 'public_id', " o ".public_id, 'account_id', " o         \
-	".account_id, 'status', " SA_ORDER_STATUS(o) ", 'identifiers', " o ".identifiers,"         \
-	" 'profile_id', " o ".profile_id, 'profile', p.name, 'term_days', " o ".term_days,"       \
-	" 'replaces', " o ".replaces,"                                                             \
-	" 'not_before', " SA_TS(o ".not_before") ", 'not_after', " SA_TS(o ".not_after") ","      \
-	" 'expires', " SA_TS(o ".expires_at") ", 'error', " o ".error, 'certificate_id', " o      \
-	".certificate_id, 'authzs', (SELECT coalesce(json_agg(z.public_id ORDER BY z.id),"         \
-	" '[]'::json) FROM acme_authzs z WHERE z.order_id = " o ".id))"
-
 #define SA_AUTHZ_STATUS(z)                                                                         \
 	"CASE WHEN " z ".status = 'pending' AND " z ".expires_at <= now() THEN 'expired'"          \
 	" ELSE " z ".status END"
@@ -492,14 +484,8 @@ enum store_acme_auth_col {
 	SA_COL_ORDER_ERROR,
 	SA_COL_ORDER_CERTIFICATE_ID,
 	SA_COL_ORDER_AUTHZS,
+	SA_COL_ORDER_GENERATION, /* FINALIZE */
 };
-
-/* The order with public id $5. A finalized order reads what its certificate
- * row says: every change of that row moves the order in the same
- * transaction (triggers of migration 003), so reading writes nothing. */
-#define SA_ORDER_SELECT                                                                            \
-	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
-	" ON p.id = o.profile_id WHERE o.public_id = $5)::text"
 
 /* Whole seconds since the epoch of a timestamptz SQL expression (NULL stays
  * NULL), for C to format (store_acme_column_ts()): cheaper than to_char(). */
@@ -509,7 +495,10 @@ enum store_acme_auth_col {
  * store_acme_auth_order() into the order shape of store_acme.h), not as
  * json_build_object() text for jansson to parse: SA_ORDER_COLS after the
  * account's columns, SA_ORDER_JOIN after SA_AUTH_FROM_KID. The authorizations'
- * public ids (base64url: no commas) come comma-separated. */
+ * public ids (base64url: no commas) come comma-separated. A finalized order
+ * reads what its certificate row says: every change of that row moves the
+ * order in the same transaction (triggers of migration 003), so reading
+ * writes nothing. */
 #define SA_ORDER_COLS                                                                              \
 	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS("o") ", o.identifiers::text,"        \
 	" o.profile_id, p.name, o.term_days, o.replaces, " SA_EPOCH("o.not_before") ","            \
@@ -530,8 +519,8 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	 * certificate row yet (the row's INSERT moves its order on: ra.c), so
 	 * the idempotency lookup of ra_enroll() is answered by the order's
 	 * status and not run here. */
-	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_SELECT
-	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS
+	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID SA_ORDER_JOIN,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
@@ -708,8 +697,8 @@ store_acme_column_list(PGresult *res, int col)
 	}
 }
 
-/* The ORDER object of the auth statement's row 0 (SA_ORDER_COLS; the order
- * shape of store_acme.h, as SA_ORDER_JSON builds it) into *out; NULL when
+/* The ORDER (and FINALIZE) object of the auth statement's row 0
+ * (SA_ORDER_COLS; the order shape of store_acme.h) into *out; NULL when
  * there is none. 0 or -1. */
 static int
 store_acme_auth_order(PGresult *res, json_t **out)
@@ -897,14 +886,16 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	if (obj == STORE_ACME_OBJ_CERT) {
 		if (store_acme_auth_cert(res, &out->object) != 0)
 			goto out;
-	} else if (obj == STORE_ACME_OBJ_ORDER) {
+	} else if (obj == STORE_ACME_OBJ_ORDER || obj == STORE_ACME_OBJ_FINALIZE) {
 		if (store_acme_auth_order(res, &out->object) != 0)
 			goto out;
 	} else if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
 		goto out;
 	if (obj == STORE_ACME_OBJ_FACTS || obj == STORE_ACME_OBJ_FINALIZE)
-		out->facts_generation = strtoll(PQgetvalue(res, 0, SA_COL_GENERATION), NULL, 10);
+		out->facts_generation = strtoll(PQgetvalue(res, 0,
+		    obj == STORE_ACME_OBJ_FACTS ? SA_COL_GENERATION : SA_COL_ORDER_GENERATION),
+		    NULL, 10);
 	rc = 0;
 out:
 	if (rc != 0) {

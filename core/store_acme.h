@@ -4,8 +4,10 @@
  * Everything an ACME request needs lives in PostgreSQL (core/migrations/
  * 002_acme.sql) so that several enrolld instances sharing one database serve
  * the same accounts, orders and nonces. Each function is one round trip, run
- * as a statement prepared once per connection; PostgreSQL builds the JSON of
- * each object and the door turns it into the RFC 8555 shape (URLs, names).
+ * as a statement prepared once per connection; the objects come as the JSON
+ * shapes below (built by PostgreSQL, or from plain columns by
+ * store_acme_auth()) and the door turns them into the RFC 8555 shape (URLs,
+ * names).
  *
  * Conventions: functions returning int answer 1 (found / done), 0 (absent /
  * nothing changed: a guard said no) or -1 (database error, logged;
