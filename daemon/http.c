@@ -46,7 +46,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -54,12 +53,15 @@
 #include "config.h"
 #include "doors.h"
 #include "log.h"
+#include "public_random.h"
 #include "request.h"
 #include "workers.h"
 
 #define HTTP_MAX_HEADERS_SIZE (64 * 1024)
 /* Seconds an idle or slow connection may stay open. */
 #define HTTP_CONNECTION_TIMEOUT 60
+/* The most plaintext one TLS record carries. */
+#define HTTP_TLS_RECORD_MAX 16384
 /* Retry-After when the queue is full. */
 #define HTTP_QUEUE_RETRY_AFTER 1
 
@@ -341,6 +343,25 @@ http_server_sending(const struct http_server *s)
 }
 
 /*
+ * evhttp queues a reply as a chain of evbuffer chunks (the status line and
+ * headers, then the body), and bufferevent_openssl makes one SSL_write, so
+ * one TLS record and one write(2), per chunk. Made contiguous before the
+ * loop writes it, a reply goes out as one record in one system call.
+ */
+static void
+http_reply_coalesce(struct evhttp_connection *conn)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+	struct evbuffer *out = bev != NULL ? bufferevent_get_output(bev) : NULL;
+	size_t len = out != NULL ? evbuffer_get_length(out) : 0;
+
+	/* Larger replies take several records anyway: not worth a copy.
+	 * Failure leaves the chain as it was, which is merely slower. */
+	if (len > 0 && len <= HTTP_TLS_RECORD_MAX)
+		(void)evbuffer_pullup(out, -1);
+}
+
+/*
  * Sends p->job.resp on p->ev_req, logs the request line, and frees p.
  * `close` adds Connection: close (shutting down).
  */
@@ -351,7 +372,8 @@ http_reply(struct http_pending *p)
 	struct evhttp_request *req = p->ev_req;
 	struct evkeyvalq *out;
 	struct evbuffer *body = NULL;
-	bool gone = evhttp_request_get_connection(req) == NULL;
+	struct evhttp_connection *req_conn = evhttp_request_get_connection(req);
+	bool gone = req_conn == NULL;
 	char len_text[32];
 	size_t i;
 
@@ -392,6 +414,8 @@ http_reply(struct http_pending *p)
 	evhttp_send_reply(req, resp->status, NULL, body);
 	if (body != NULL)
 		evbuffer_free(body);
+	if (!gone && p->listener->ssl_ctx != NULL)
+		http_reply_coalesce(req_conn);
 
 	log_request_id(p->request_id);
 	log_info("%s %s %d %.1f ms %s%s", p->method_name, p->path != NULL ? p->path : "-",
@@ -436,7 +460,7 @@ http_request_id(char out[16])
 	unsigned char raw[6];
 	size_t i;
 
-	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+	if (public_random_bytes(raw, sizeof(raw)) != 0) {
 		/* Not fatal: an id only needs to tell log lines apart. */
 		static unsigned long counter;
 

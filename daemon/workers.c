@@ -164,8 +164,11 @@ workers_submit(struct workers *w, struct job *job)
 	w->queue_tail = job;
 	w->queued++;
 	w->in_flight++;
-	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
+	/* Signalled after unlocking: the woken worker then does not block
+	 * at once on the mutex still held here (a futex wait + wake less).
+	 * Workers re-check the queue under the lock, so nothing is lost. */
+	pthread_cond_signal(&w->wake);
 	return 0;
 }
 

@@ -69,6 +69,7 @@
 #include "db.h"
 #include "doors.h"
 #include "log.h"
+#include "public_random.h"
 #include "store_acme.h"
 
 /* ---------- small helpers ---------- */
@@ -112,8 +113,8 @@ acme_random_b64(size_t nbytes, char *out, size_t outlen)
 	unsigned char raw[32];
 	char *text = NULL;
 
-	if (nbytes > sizeof(raw) || RAND_bytes(raw, (int)nbytes) != 1) {
-		log_ssl_warnx("RAND_bytes(acme id)");
+	if (nbytes > sizeof(raw) || public_random_bytes(raw, nbytes) != 0) {
+		log_ssl_warnx("public_random_bytes(acme id)");
 		return -1;
 	}
 	text = acme_b64url_encode(raw, nbytes);
@@ -593,8 +594,8 @@ acme_nonce_new(struct door_context *door)
 
 	if (acme_nonce_key(door, &key) != 0)
 		return NULL;
-	if (RAND_bytes(raw, 16) != 1) {
-		log_ssl_warnx("RAND_bytes(nonce)");
+	if (public_random_bytes(raw, 16) != 0) {
+		log_ssl_warnx("public_random_bytes(nonce)");
 		goto out;
 	}
 	for (i = 0; i < 8; i++)
