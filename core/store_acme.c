@@ -12,9 +12,11 @@
  * certificate row says: that row's INSERT (core/ra.c) and an
  * administrator's decision (migration 003's trigger) move the order.
  *
- * PostgreSQL builds each object as JSON (json_build_object) and jansson
- * parses it once (the account of an auth statement comes as columns); the
- * door shapes it into RFC 8555 JSON with its URLs. The policy facts of
+ * PostgreSQL builds most objects as JSON (json_build_object) and jansson
+ * parses it once; the hot ones of the auth statements - the account, the
+ * order (order, finalize) and the certificate - come as plain columns that
+ * store_acme_auth() turns into the same json_t shapes, which is cheaper on
+ * both sides. The door shapes them into RFC 8555 JSON with its URLs. The policy facts of
  * newOrder and finalize (organization, department, profile, delegated
  * domains) are not read here: they come from the per-process cache of
  * core/facts.h, and these statements return only its generation (one row
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -260,16 +263,6 @@ store_acme_hexval(char c)
 	" WHERE z.order_id = " o ".id AND z.status <> 'valid') THEN 'ready'"                       \
 	" ELSE " o ".status END"
 
-#define SA_ORDER_JSON(o)                                                                           \
-	"json_build_object('id', " o ".id, 'public_id', " o ".public_id, 'account_id', " o         \
-	".account_id, 'status', " SA_ORDER_STATUS(o) ", 'identifiers', " o ".identifiers,"         \
-	" 'profile_id', " o ".profile_id, 'profile', p.name, 'term_days', " o ".term_days,"       \
-	" 'replaces', " o ".replaces,"                                                             \
-	" 'not_before', " SA_TS(o ".not_before") ", 'not_after', " SA_TS(o ".not_after") ","      \
-	" 'expires', " SA_TS(o ".expires_at") ", 'error', " o ".error, 'certificate_id', " o      \
-	".certificate_id, 'authzs', (SELECT coalesce(json_agg(z.public_id ORDER BY z.id),"         \
-	" '[]'::json) FROM acme_authzs z WHERE z.order_id = " o ".id))"
-
 #define SA_AUTHZ_STATUS(z)                                                                         \
 	"CASE WHEN " z ".status = 'pending' AND " z ".expires_at <= now() THEN 'expired'"          \
 	" ELSE " z ".status END"
@@ -412,7 +405,8 @@ out:
 /* $1 nonce, $2 its expiry, $3 endpoint, $4 the account: its id (kid) or
  * its key's thumbprint (jwk, STORE_ACME_OBJ_NONE only); the object
  * statements add $5 public id (not newOrder's: it reads only the policy
- * facts generation, core/facts.h).
+ * facts generation, core/facts.h) and, last, the thumbprint of the key the
+ * caller holds parsed (SA_AUTH_SELECT).
  *
  * Every statement here must plan the same whatever its parameters: a
  * prepared statement whose generic plan looks costlier than the plans made
@@ -422,17 +416,28 @@ out:
  * "$n AND ..." branch here, and the two ways to name the account are two
  * statements, not one coalesce() of both lookups.
  *
- * The account comes as plain columns (SA_AUTH_ACCOUNT_COLS, in the order
- * of enum store_acme_auth_col), the object as JSON text after them. */
+ * The account comes as plain columns (SA_AUTH_SELECT, in the order of
+ * enum store_acme_auth_col; all of it, SA_AUTH_ACCOUNT_REST, only for
+ * STORE_ACME_OBJ_NONE: only the account routes answer with the account
+ * object), the object as JSON text after them. */
 #define SA_AUTH_WITH                                                                               \
 	"WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"                                   \
 	" VALUES ($1, to_timestamp($2::double precision))"                                         \
 	" ON CONFLICT (nonce) DO NOTHING RETURNING 1)"
 
-#define SA_AUTH_SELECT                                                                             \
-	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.jwk::text,"     \
-	" a.key_thumbprint, to_json(a.contact)::text, a.tos_agreed, a.eab_key_id, "              \
-	SA_TS("a.created_at")
+/* What every request needs of the account; the key's JWK only when its
+ * thumbprint is not `held` (a text parameter: the thumbprint of the key the
+ * caller already holds parsed, '' for none), so a request whose account key
+ * is cached transfers and parses no JWK, while a key changed meanwhile (by
+ * any instance) comes back with the row that says so. */
+#define SA_AUTH_SELECT(held)                                                                       \
+	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint," \
+	" CASE WHEN a.key_thumbprint = " held "::text THEN NULL ELSE a.jwk::text END"
+
+/* The rest of the account, for the requests that may answer with the
+ * account object (STORE_ACME_OBJ_NONE). */
+#define SA_AUTH_ACCOUNT_REST                                                                       \
+	", to_json(a.contact)::text, a.tos_agreed, a.eab_key_id, " SA_TS("a.created_at")
 
 /* One row, with or without an account. */
 #define SA_AUTH_FROM_KID                                                                           \
@@ -449,34 +454,74 @@ enum store_acme_auth_col {
 	SA_COL_STATUS,
 	SA_COL_ORG_ID,
 	SA_COL_DEPT_ID,
-	SA_COL_JWK,
 	SA_COL_THUMBPRINT,
+	SA_COL_JWK,
+	/* STORE_ACME_OBJ_NONE: SA_AUTH_ACCOUNT_REST */
 	SA_COL_CONTACT,
 	SA_COL_TOS_AGREED,
 	SA_COL_EAB_KEY_ID,
 	SA_COL_CREATED_AT,
-	SA_COL_OBJECT,
-	SA_COL_GENERATION,
+	/* the other objects */
+	SA_COL_OBJECT = SA_COL_JWK + 1,
+	SA_COL_GENERATION,	/* FACTS, FINALIZE */
+	/* STORE_ACME_OBJ_CERT */
+	SA_COL_CERT_ACCOUNT_ID = SA_COL_OBJECT,
+	SA_COL_CERT_STATUS,
+	SA_COL_CERT_DER,
+	/* STORE_ACME_OBJ_ORDER (SA_ORDER_COLS) */
+	SA_COL_ORDER_ID = SA_COL_OBJECT,
+	SA_COL_ORDER_PUBLIC_ID,
+	SA_COL_ORDER_ACCOUNT_ID,
+	SA_COL_ORDER_STATUS,
+	SA_COL_ORDER_IDENTIFIERS,
+	SA_COL_ORDER_PROFILE_ID,
+	SA_COL_ORDER_PROFILE,
+	SA_COL_ORDER_TERM_DAYS,
+	SA_COL_ORDER_REPLACES,
+	SA_COL_ORDER_NOT_BEFORE,
+	SA_COL_ORDER_NOT_AFTER,
+	SA_COL_ORDER_EXPIRES,
+	SA_COL_ORDER_ERROR,
+	SA_COL_ORDER_CERTIFICATE_ID,
+	SA_COL_ORDER_AUTHZS,
+	SA_COL_ORDER_GENERATION, /* FINALIZE */
 };
 
-/* The order with public id $5. A finalized order reads what its certificate
- * row says: every change of that row moves the order in the same
- * transaction (triggers of migration 003), so reading writes nothing. */
-#define SA_ORDER_SELECT                                                                            \
-	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
-	" ON p.id = o.profile_id WHERE o.public_id = $5)::text"
+/* Whole seconds since the epoch of a timestamptz SQL expression (NULL stays
+ * NULL), for C to format (store_acme_column_ts()): cheaper than to_char(). */
+#define SA_EPOCH(expr) "floor(date_part('epoch', " expr "))::bigint"
+
+/* The order with public id $5 as plain columns (SA_COL_ORDER_*, read by
+ * store_acme_auth_order() into the order shape of store_acme.h), not as
+ * json_build_object() text for jansson to parse: SA_ORDER_COLS after the
+ * account's columns, SA_ORDER_JOIN after SA_AUTH_FROM_KID. The authorizations'
+ * public ids (base64url: no commas) come comma-separated. A finalized order
+ * reads what its certificate row says: every change of that row moves the
+ * order in the same transaction (triggers of migration 003), so reading
+ * writes nothing. */
+#define SA_ORDER_COLS                                                                              \
+	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS("o") ", o.identifiers::text,"        \
+	" o.profile_id, p.name, o.term_days, o.replaces, " SA_EPOCH("o.not_before") ","            \
+	" " SA_EPOCH("o.not_after") ", " SA_EPOCH("o.expires_at") ", o.error::text,"              \
+	" o.certificate_id, (SELECT string_agg(z.public_id, ',' ORDER BY z.id)"                   \
+	" FROM acme_authzs z WHERE z.order_id = o.id)"
+#define SA_ORDER_JOIN                                                                              \
+	" LEFT JOIN (acme_orders o JOIN profiles p ON p.id = o.profile_id) ON o.public_id = $5"
 
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
-	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT SA_AUTH_FROM_KID,
+	/* with the JWK always: the account object shows it ("key") */
+	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT("''") SA_AUTH_ACCOUNT_REST
+	    SA_AUTH_FROM_KID,
+	[STORE_ACME_OBJ_ORDER] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS SA_AUTH_FROM_KID
+	    SA_ORDER_JOIN,
 	/* With the facts generation (core/facts.h). A ready order has no
 	 * certificate row yet (the row's INSERT moves its order on: ra.c), so
 	 * the idempotency lookup of ra_enroll() is answered by the order's
 	 * status and not run here. */
-	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT SA_ORDER_SELECT
-	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS
+	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID SA_ORDER_JOIN,
+	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"
 	    " 'order_id', z.order_id, 'account_id', z.account_id,"
 	    " 'status', " SA_AUTHZ_STATUS("z") ", 'type', z.id_type, 'value', z.id_value,"
@@ -486,20 +531,21 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
 	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
 	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
 	    " 'authz_status', " SA_AUTHZ_STATUS("z") ", 'type', c.type, 'token', c.token,"
 	    " 'status', c.status, 'validated', " SA_TS("c.validated_at") ", 'error', c.error)"
 	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
 	    " WHERE c.public_id = $5)::text" SA_AUTH_FROM_KID,
-	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT
-	    ", (SELECT json_build_object('account_id', o.account_id, 'cert_status', c.status,"
-	    " 'cert_der', encode(c.cert_der, 'hex'))"
-	    " FROM acme_orders o JOIN certificates c ON c.idempotency_key = 'acme-order:' || o.id"
-	    " WHERE o.public_id = $5)::text" SA_AUTH_FROM_KID,
+	/* as plain columns (SA_COL_CERT_*), not JSON: the certificate's hex
+	 * is most of the row, and neither side then escapes nor parses it */
+	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
+	    ", o.account_id, c.status, encode(c.cert_der, 'hex')" SA_AUTH_FROM_KID
+	    " LEFT JOIN (acme_orders o JOIN certificates c"
+	    " ON c.idempotency_key = 'acme-order:' || o.id) ON o.public_id = $5",
 	/* newOrder: no object, the facts generation (core/facts.h) */
-	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT
+	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$5")
 	    ", NULL::text, " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
 };
 
@@ -514,7 +560,8 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 };
 
 /* The account named by its key (jwk): newAccount, revokeCert. */
-static const char store_acme_auth_jwk_sql[] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_JWK;
+static const char store_acme_auth_jwk_sql[] =
+    SA_AUTH_WITH SA_AUTH_SELECT("''") SA_AUTH_ACCOUNT_REST SA_AUTH_FROM_JWK;
 
 /* Parses column col of row 0 as JSON into *out (NULL stays NULL). 0 or -1. */
 static int
@@ -551,10 +598,11 @@ store_acme_column_str(PGresult *res, int col)
 	return json_stringn(PQgetvalue(res, 0, col), (size_t)PQgetlength(res, 0, col));
 }
 
-/* The account of the auth statement's row 0 (store_acme.h's shape) into
- * *out; NULL when no account was found. 0 or -1. */
+/* The account of the auth statement's row 0 (store_acme.h's shape; "jwk"
+ * only when the statement returned it, the rest of the account only when
+ * `full`) into *out; NULL when no account was found. 0 or -1. */
 static int
-store_acme_auth_account(PGresult *res, json_t **out)
+store_acme_auth_account(PGresult *res, bool full, json_t **out)
 {
 	json_t *account = NULL, *jwk = NULL, *contact = NULL;
 	int rc = -1;
@@ -562,33 +610,174 @@ store_acme_auth_account(PGresult *res, json_t **out)
 	*out = NULL;
 	if (PQgetisnull(res, 0, SA_COL_ID))
 		return 0;
-	if (store_acme_column_json(res, SA_COL_JWK, "acme_auth jwk", &jwk) != 0 ||
-	    store_acme_column_json(res, SA_COL_CONTACT, "acme_auth contact", &contact) != 0)
+	if (store_acme_column_json(res, SA_COL_JWK, "acme_auth jwk", &jwk) != 0)
 		goto out;
 	/* "o" steals each reference, also when json_pack fails */
-	account = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o}",
+	account = json_pack("{s:o, s:o, s:o, s:o, s:o}",
 	    "id", store_acme_column_id(res, SA_COL_ID),
 	    "status", store_acme_column_str(res, SA_COL_STATUS),
 	    "org_id", store_acme_column_id(res, SA_COL_ORG_ID),
 	    "dept_id", store_acme_column_id(res, SA_COL_DEPT_ID),
-	    "jwk", jwk != NULL ? jwk : json_null(),
-	    "thumbprint", store_acme_column_str(res, SA_COL_THUMBPRINT),
-	    "contact", contact != NULL ? contact : json_null(),
-	    "tos_agreed", strcmp(PQgetvalue(res, 0, SA_COL_TOS_AGREED), "t") == 0,
-	    "eab_key_id", store_acme_column_id(res, SA_COL_EAB_KEY_ID),
-	    "created_at", store_acme_column_str(res, SA_COL_CREATED_AT));
+	    "thumbprint", store_acme_column_str(res, SA_COL_THUMBPRINT));
+	if (account == NULL)
+		goto nomem;
+	if (jwk != NULL && json_object_set_new(account, "jwk", jwk) != 0) {
+		jwk = NULL;
+		goto nomem;
+	}
 	jwk = NULL;
-	contact = NULL;
-	if (account == NULL) {
-		log_warnx("json_pack(acme_auth account): out of memory");
-		goto out;
+	if (full) {
+		if (store_acme_column_json(res, SA_COL_CONTACT, "acme_auth contact", &contact) != 0)
+			goto out;
+		if (json_object_set_new(account, "contact",
+			contact != NULL ? contact : json_null()) != 0 ||
+		    json_object_set_new(account, "tos_agreed",
+			json_boolean(strcmp(PQgetvalue(res, 0, SA_COL_TOS_AGREED), "t") == 0)) != 0 ||
+		    json_object_set_new(account, "eab_key_id",
+			store_acme_column_id(res, SA_COL_EAB_KEY_ID)) != 0 ||
+		    json_object_set_new(account, "created_at",
+			store_acme_column_str(res, SA_COL_CREATED_AT)) != 0) {
+			contact = NULL;
+			goto nomem;
+		}
+		contact = NULL;
 	}
 	*out = account;
+	account = NULL;
 	rc = 0;
+	goto out;
+nomem:
+	log_warnx("json_pack(acme_auth account): out of memory");
 out:
+	json_decref(account);
 	json_decref(jwk);
 	json_decref(contact);
 	return rc;
+}
+
+/* Column col of row 0 (SA_EPOCH seconds) as STORE_JSON_TS's RFC 3339 text,
+ * or JSON null. */
+static json_t *
+store_acme_column_ts(PGresult *res, int col)
+{
+	char text[64];
+	struct tm tm;
+	time_t t;
+
+	if (PQgetisnull(res, 0, col))
+		return json_null();
+	t = (time_t)strtoll(PQgetvalue(res, 0, col), NULL, 10);
+	if (gmtime_r(&t, &tm) == NULL)
+		return NULL;
+	snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return json_string(text);
+}
+
+/* The comma-separated list in column col of row 0 as a JSON array of
+ * strings ([] for NULL). */
+static json_t *
+store_acme_column_list(PGresult *res, int col)
+{
+	json_t *list = json_array();
+	const char *p = PQgetvalue(res, 0, col), *comma;
+
+	if (list == NULL || PQgetisnull(res, 0, col))
+		return list;
+	for (;;) {
+		comma = strchr(p, ',');
+		if (json_array_append_new(list,
+			json_stringn(p, comma != NULL ? (size_t)(comma - p) : strlen(p))) != 0) {
+			json_decref(list);
+			return NULL;
+		}
+		if (comma == NULL)
+			return list;
+		p = comma + 1;
+	}
+}
+
+/* The ORDER (and FINALIZE) object of the auth statement's row 0
+ * (SA_ORDER_COLS; the order shape of store_acme.h) into *out; NULL when
+ * there is none. 0 or -1. */
+static int
+store_acme_auth_order(PGresult *res, json_t **out)
+{
+	static const struct {
+		const char *key;
+		int col;
+		json_t *(*read)(PGresult *, int);
+	} members[] = {
+		{ "id", SA_COL_ORDER_ID, store_acme_column_id },
+		{ "public_id", SA_COL_ORDER_PUBLIC_ID, store_acme_column_str },
+		{ "account_id", SA_COL_ORDER_ACCOUNT_ID, store_acme_column_id },
+		{ "status", SA_COL_ORDER_STATUS, store_acme_column_str },
+		{ "profile_id", SA_COL_ORDER_PROFILE_ID, store_acme_column_id },
+		{ "profile", SA_COL_ORDER_PROFILE, store_acme_column_str },
+		{ "term_days", SA_COL_ORDER_TERM_DAYS, store_acme_column_id },
+		{ "replaces", SA_COL_ORDER_REPLACES, store_acme_column_str },
+		{ "not_before", SA_COL_ORDER_NOT_BEFORE, store_acme_column_ts },
+		{ "not_after", SA_COL_ORDER_NOT_AFTER, store_acme_column_ts },
+		{ "expires", SA_COL_ORDER_EXPIRES, store_acme_column_ts },
+		{ "certificate_id", SA_COL_ORDER_CERTIFICATE_ID, store_acme_column_id },
+		{ "authzs", SA_COL_ORDER_AUTHZS, store_acme_column_list },
+	};
+	json_t *order = NULL, *identifiers = NULL, *error = NULL;
+	int rc_identifiers, rc_error;
+	size_t i;
+
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_ORDER_ID))
+		return 0;
+	order = json_object();
+	if (order == NULL)
+		goto nomem;
+	for (i = 0; i < sizeof(members) / sizeof(members[0]); i++)
+		if (json_object_set_new(order, members[i].key, members[i].read(res, members[i].col)) != 0)
+			goto nomem;
+	if (store_acme_column_json(res, SA_COL_ORDER_IDENTIFIERS, "acme_auth order identifiers",
+		&identifiers) != 0 ||
+	    store_acme_column_json(res, SA_COL_ORDER_ERROR, "acme_auth order error", &error) != 0)
+		goto fail;
+	/* json_object_set_new() takes the reference also when it fails */
+	rc_identifiers = json_object_set_new(order, "identifiers",
+	    identifiers != NULL ? identifiers : json_null());
+	rc_error = json_object_set_new(order, "error", error != NULL ? error : json_null());
+	identifiers = error = NULL;
+	if (rc_identifiers != 0 || rc_error != 0)
+		goto nomem;
+	*out = order;
+	return 0;
+nomem:
+	log_warnx("json_object(acme_auth order): out of memory");
+fail:
+	json_decref(identifiers);
+	json_decref(error);
+	json_decref(order);
+	return -1;
+}
+
+/* The CERT object of the auth statement's row 0 (store_acme.h's shape)
+ * into *out; NULL when there is none. 0 or -1. */
+static int
+store_acme_auth_cert(PGresult *res, json_t **out)
+{
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_CERT_ACCOUNT_ID))
+		return 0;
+	/* "o" steals each reference, also when json_pack fails; the hex of
+	 * encode() is ASCII: no UTF-8 check needed */
+	*out = json_pack("{s:o, s:o, s:o}",
+	    "account_id", store_acme_column_id(res, SA_COL_CERT_ACCOUNT_ID),
+	    "cert_status", store_acme_column_str(res, SA_COL_CERT_STATUS),
+	    "cert_der", PQgetisnull(res, 0, SA_COL_CERT_DER) ? json_null()
+		: json_stringn_nocheck(PQgetvalue(res, 0, SA_COL_CERT_DER),
+		      (size_t)PQgetlength(res, 0, SA_COL_CERT_DER)));
+	if (*out == NULL) {
+		log_warnx("json_pack(acme_auth cert): out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -635,7 +824,7 @@ int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
 	char expires[24], endpoint[24], account[24];
-	const char *params[5];
+	const char *params[6];
 	enum store_acme_object obj = in->object;
 	enum store_acme_stmt stmt;
 	const char *sql;
@@ -682,6 +871,8 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	if (obj != STORE_ACME_OBJ_NONE && obj != STORE_ACME_OBJ_FACTS) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
 	}
+	if (in->account_id != 0 && obj != STORE_ACME_OBJ_NONE)
+		params[nparams++] = in->key_thumbprint != NULL ? in->key_thumbprint : "";
 	res = store_acme_exec(db, stmt, sql, nparams, params);
 	if (res == NULL)
 		goto out;
@@ -690,13 +881,21 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		goto out;
 	}
 	out->nonce_fresh = strcmp(PQgetvalue(res, 0, SA_COL_NONCE_FRESH), "t") == 0;
-	if (store_acme_auth_account(res, &out->account) != 0)
+	if (store_acme_auth_account(res, obj == STORE_ACME_OBJ_NONE, &out->account) != 0)
 		goto out;
-	if (obj != STORE_ACME_OBJ_NONE &&
+	if (obj == STORE_ACME_OBJ_CERT) {
+		if (store_acme_auth_cert(res, &out->object) != 0)
+			goto out;
+	} else if (obj == STORE_ACME_OBJ_ORDER || obj == STORE_ACME_OBJ_FINALIZE) {
+		if (store_acme_auth_order(res, &out->object) != 0)
+			goto out;
+	} else if (obj != STORE_ACME_OBJ_NONE &&
 	    store_acme_column_json(res, SA_COL_OBJECT, "acme_auth object", &out->object) != 0)
 		goto out;
 	if (obj == STORE_ACME_OBJ_FACTS || obj == STORE_ACME_OBJ_FINALIZE)
-		out->facts_generation = strtoll(PQgetvalue(res, 0, SA_COL_GENERATION), NULL, 10);
+		out->facts_generation = strtoll(PQgetvalue(res, 0,
+		    obj == STORE_ACME_OBJ_FACTS ? SA_COL_GENERATION : SA_COL_ORDER_GENERATION),
+		    NULL, 10);
 	rc = 0;
 out:
 	if (rc != 0) {

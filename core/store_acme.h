@@ -4,8 +4,10 @@
  * Everything an ACME request needs lives in PostgreSQL (core/migrations/
  * 002_acme.sql) so that several enrolld instances sharing one database serve
  * the same accounts, orders and nonces. Each function is one round trip, run
- * as a statement prepared once per connection; PostgreSQL builds the JSON of
- * each object and the door turns it into the RFC 8555 shape (URLs, names).
+ * as a statement prepared once per connection; the objects come as the JSON
+ * shapes below (built by PostgreSQL, or from plain columns by
+ * store_acme_auth()) and the door turns them into the RFC 8555 shape (URLs,
+ * names).
  *
  * Conventions: functions returning int answer 1 (found / done), 0 (absent /
  * nothing changed: a guard said no) or -1 (database error, logged;
@@ -91,6 +93,10 @@ struct store_acme_auth_in {
 	int64_t endpoint_id;
 	int64_t account_id;	/* kid: the account; 0 when the JWS carries a jwk */
 	const char *thumbprint;	/* jwk: find the account of this key; or NULL */
+	/* kid: the thumbprint of the account key the caller holds parsed
+	 * (NULL or "": none); the account's "jwk" comes back only when the
+	 * stored key's thumbprint is another (always for STORE_ACME_OBJ_NONE) */
+	const char *key_thumbprint;
 	enum store_acme_object object;
 	const char *public_id;	/* of the object */
 };
@@ -99,7 +105,10 @@ struct store_acme_auth_out {
 	bool nonce_fresh;	/* the nonce was not used before (now it is) */
 	bool sentinel_ok;	/* false: the key must be reloaded (see above);
 				   then nothing was consumed nor loaded */
-	json_t *account;	/* the account found, or NULL */
+	json_t *account;	/* the account found, or NULL: "id", "status",
+				   "org_id", "dept_id", "thumbprint", "jwk" (see
+				   key_thumbprint; always for NONE); the rest of
+				   the shape above for STORE_ACME_OBJ_NONE only */
 	json_t *object;		/* the object asked for, or NULL when absent */
 	/* FACTS, FINALIZE: the policy facts generation read in the same
 	 * statement (FACTS_GENERATION_SQL, core/facts.h), for facts_get() and

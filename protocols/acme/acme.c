@@ -25,8 +25,10 @@
  * names (order, authorization, challenge, certificate; for newOrder and
  * finalize the generation of the cached policy facts, core/facts.h) -
  * badNonce when used before,
- * accountDoesNotExist; then the signature (acme_jws_verify(), with the
- * account key from a per-process cache); then the account's status
+ * accountDoesNotExist; then the signature (acme_jws_verify_with(), with
+ * the account key's verifier from a per-process cache: the statement sends
+ * the stored JWK only when its thumbprint is not the cached key's, so a key
+ * rolled over on any instance is never trusted); then the account's status
  * (unauthorized when deactivated). Only then does a handler run, usually
  * without another read: a POST-as-GET costs one round trip in all (plus,
  * once per database connection, the check that crash recovery did not
@@ -34,9 +36,10 @@
  *
  * Measured costs that shaped this (OpenSSL 3.0, PostgreSQL 15): turning a
  * stored JWK into a key costs more than the ECDSA verification itself (so
- * keys are cached); every statement costs its own transaction and protocol
- * exchange in PostgreSQL, more than the small queries themselves (so reads
- * ride on the nonce statement).
+ * keys are cached), and initialising a verification context a further ~3%
+ * of one (so a cached key keeps one to copy); every statement costs its own
+ * transaction and protocol exchange in PostgreSQL, more than the small
+ * queries themselves (so reads ride on the nonce statement).
  *
  * Every response, errors included, carries a fresh Replay-Nonce and
  * Link: <directory>;rel="index" (acme_handle() adds them last).
@@ -759,58 +762,104 @@ acme_kid_account(const struct acme_request *r, const char *kid)
  * Parsed account keys, per process: turning a stored JWK into an EVP_PKEY
  * costs more than verifying the signature with it (OpenSSL 3 builds the key
  * through its provider machinery), and every signed request needs one.
- * Direct-mapped by account id; an entry is used only while the account's
- * stored thumbprint is the one it was made from, so a key rollover (on any
- * instance) misses and reloads. EVP_PKEY is safe to share between threads
- * for verification; each user holds its own reference.
+ * Direct-mapped by account id. Only the key material is cached: the
+ * account's status and thumbprint come from the database on every request.
+ * Before its auth statement a request takes the cached key of its kid's
+ * account (acme_key_cache_get()) and passes that key's thumbprint; the
+ * statement returns the stored JWK only when the stored thumbprint differs
+ * (a key rollover on any instance), and the returned thumbprint must equal
+ * the held one for the held key to be used (acme_account_key()). EVP_PKEY
+ * is safe to share between threads for verification; each user holds its
+ * own reference.
  */
 #define ACME_KEY_CACHE 1024
 
 struct acme_key_slot {
 	int64_t account_id;
 	char thumbprint[ACME_JWK_THUMBPRINT_LEN];
-	EVP_PKEY *key;
+	struct acme_jws_verifier *verifier;
 };
 
 static pthread_mutex_t acme_key_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct acme_key_slot acme_key_cache[ACME_KEY_CACHE];
 
-/* The key of `account` (a new reference the caller frees), or NULL (logged). */
-static EVP_PKEY *
-acme_account_key(const json_t *account)
+/* The cached key of account `id` (a new reference the caller frees) with its
+ * thumbprint in `thumb`, or NULL (thumb "") when none is cached. */
+static struct acme_jws_verifier *
+acme_key_cache_get(int64_t id, char thumb[ACME_JWK_THUMBPRINT_LEN])
+{
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	struct acme_jws_verifier *v = NULL;
+
+	thumb[0] = '\0';
+	pthread_mutex_lock(&acme_key_lock);
+	if (slot->verifier != NULL && slot->account_id == id &&
+	    acme_jws_verifier_up_ref(slot->verifier) == 0) {
+		v = slot->verifier;
+		memcpy(thumb, slot->thumbprint, ACME_JWK_THUMBPRINT_LEN);
+	}
+	pthread_mutex_unlock(&acme_key_lock);
+	return v;
+}
+
+/* Caches `v` (the caller keeps its reference) as account id's key with
+ * thumbprint thumb. */
+static void
+acme_key_cache_put(int64_t id, const char *thumb, struct acme_jws_verifier *v)
+{
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	struct acme_jws_verifier *old = NULL;
+
+	if (acme_jws_verifier_up_ref(v) != 0)
+		return;
+	pthread_mutex_lock(&acme_key_lock);
+	old = slot->verifier;
+	slot->verifier = v;
+	slot->account_id = id;
+	snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
+	pthread_mutex_unlock(&acme_key_lock);
+	acme_jws_verifier_free(old);
+}
+
+/* The key of `account` as its auth statement returned it: `held` (the
+ * cached key the request passed, with thumbprint held_thumb) when that is
+ * the stored thumbprint, else the stored JWK the statement then sent
+ * (parsed and cached). A new reference the caller frees, or NULL (logged). */
+static struct acme_jws_verifier *
+acme_account_key(const json_t *account, struct acme_jws_verifier *held, const char *held_thumb)
 {
 	int64_t id = acme_json_id(account, "id");
 	const char *thumb = acme_json_str(account, "thumbprint");
-	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+	const json_t *jwk = json_object_get(account, "jwk");
+	struct acme_jws_verifier *v = NULL;
 	const char *problem = NULL;
 	char detail[256] = "";
-	EVP_PKEY *key = NULL, *old = NULL;
+	EVP_PKEY *key = NULL;
 
-	if (thumb == NULL || strlen(thumb) >= ACME_JWK_THUMBPRINT_LEN)
-		thumb = "";
-	pthread_mutex_lock(&acme_key_lock);
-	if (slot->key != NULL && slot->account_id == id && thumb[0] != '\0' &&
-	    strcmp(slot->thumbprint, thumb) == 0 && EVP_PKEY_up_ref(slot->key) == 1)
-		key = slot->key;
-	pthread_mutex_unlock(&acme_key_lock);
-	if (key != NULL)
-		return key;
-
-	if (acme_jwk_parse(json_object_get(account, "jwk"), &key, &problem, detail,
-		sizeof(detail)) != 0) {
+	if (thumb == NULL || thumb[0] == '\0' || strlen(thumb) >= ACME_JWK_THUMBPRINT_LEN) {
+		log_warnx("acme: account %" PRId64 " has no usable key thumbprint", id);
+		return NULL;
+	}
+	if (held != NULL && strcmp(held_thumb, thumb) == 0 && acme_jws_verifier_up_ref(held) == 0)
+		return held;
+	if (jwk == NULL) {
+		/* the statement held back the JWK of a key we do not hold */
+		log_warnx("acme: account %" PRId64 ": no stored JWK and no cached key of its "
+			  "thumbprint", id);
+		return NULL;
+	}
+	if (acme_jwk_parse(jwk, &key, &problem, detail, sizeof(detail)) != 0) {
 		log_warnx("acme_jwk_parse(account %" PRId64 "): stored key unusable: %s", id, detail);
 		return NULL;
 	}
-	if (thumb[0] != '\0' && EVP_PKEY_up_ref(key) == 1) {
-		pthread_mutex_lock(&acme_key_lock);
-		old = slot->key;
-		slot->key = key;
-		slot->account_id = id;
-		snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
-		pthread_mutex_unlock(&acme_key_lock);
-		EVP_PKEY_free(old);
+	v = acme_jws_verifier_new(key);
+	EVP_PKEY_free(key);
+	if (v == NULL) {
+		log_warnx("acme_jws_verifier_new(account %" PRId64 "): out of memory", id);
+		return NULL;
 	}
-	return key;
+	acme_key_cache_put(id, thumb, v);
+	return v;
 }
 
 /* Runs the POST pipeline (see the top of this file), loading the object
@@ -823,7 +872,8 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	const char *ctype = http_request_header(r->req, "Content-Type");
 	const char *problem = NULL;
 	char detail[256] = "", sentinel[STORE_ACME_SENTINEL_LEN];
-	char thumb[ACME_JWK_THUMBPRINT_LEN];
+	char thumb[ACME_JWK_THUMBPRINT_LEN], held_thumb[ACME_JWK_THUMBPRINT_LEN] = "";
+	struct acme_jws_verifier *held = NULL;
 	struct store_acme_auth_in in;
 	struct store_acme_auth_out out;
 	int64_t expires = 0, kid_id = 0;
@@ -888,15 +938,27 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	in.endpoint_id = r->ep.id;
 	in.account_id = kid_id;
 	in.thumbprint = r->jws.kid == NULL ? thumb : NULL;
+	if (kid_id != 0) {
+		held = acme_key_cache_get(kid_id, held_thumb);
+		in.key_thumbprint = held_thumb;
+	}
 	in.object = obj;
 	in.public_id = public_id;
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
+		acme_jws_verifier_free(held);
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
 	r->account = out.account;
 	r->object = out.object;
 	r->facts_generation = out.facts_generation;
+	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh) {
+		r->verifier = acme_account_key(r->account, held, held_thumb);
+		if (r->verifier != NULL &&
+		    EVP_PKEY_up_ref(acme_jws_verifier_key(r->verifier)) == 1)
+			r->key = acme_jws_verifier_key(r->verifier);
+	}
+	acme_jws_verifier_free(held);
 	if (!out.sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
@@ -916,7 +978,6 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 			    "no such account at this ACME endpoint");
 			return -1;
 		}
-		r->key = acme_account_key(r->account);
 		if (r->key == NULL) {
 			acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
 			return -1;
@@ -929,7 +990,9 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 			return -1;
 		}
 	}
-	if (acme_jws_verify(&r->jws, r->key, &problem, detail, sizeof(detail)) != 0) {
+	if ((r->verifier != NULL
+		? acme_jws_verify_with(&r->jws, r->verifier, &problem, detail, sizeof(detail))
+		: acme_jws_verify(&r->jws, r->key, &problem, detail, sizeof(detail))) != 0) {
 		acme_problem_jws(r, problem, detail);
 		return -1;
 	}
@@ -1145,6 +1208,7 @@ out:
 	free(rest);
 	acme_jws_free(&r->jws);
 	EVP_PKEY_free(r->key);
+	acme_jws_verifier_free(r->verifier);
 	json_decref(r->account);
 	json_decref(r->object);
 	free(r);

@@ -99,6 +99,7 @@ struct acme_request {
 	/* after acme_authenticate(): */
 	struct acme_jws jws;
 	EVP_PKEY *key;			/* the key that signed (account's or jwk); owned */
+	struct acme_jws_verifier *verifier; /* kid: the cached account key; owned */
 	json_t *account;		/* kid: the account; jwk: the account of that key
 					   or NULL (store_acme.h shape) */
 	int64_t account_id;		/* 0 when none */

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1215,34 +1216,55 @@ acme_jws_free(struct acme_jws *jws)
 
 /* ---- signature verification --------------------------------------------- */
 
-/* JWS ECDSA signature (R || S, each coord_len bytes: RFC 7518 §3.4) -> DER
- * ECDSA-Sig-Value, newly allocated (*der_len bytes; OPENSSL_free it). */
-static unsigned char *
-acme_ecdsa_raw_to_der(const unsigned char *sig, size_t coord_len, int *der_len)
-{
-	ECDSA_SIG *esig = NULL;
-	BIGNUM *r = NULL, *s = NULL;
-	unsigned char *der = NULL;
+/* Longest DER ECDSA-Sig-Value of the curves we take (P-521: two INTEGERs of
+ * at most 1 + 66 content bytes, each with a 2-byte header, in a SEQUENCE
+ * with a 3-byte header). */
+#define ACME_ECDSA_DER_MAX (3 + 2 * (2 + 1 + 66))
 
-	*der_len = 0;
-	esig = ECDSA_SIG_new();
-	r = BN_bin2bn(sig, (int)coord_len, NULL);
-	s = BN_bin2bn(sig + coord_len, (int)coord_len, NULL);
-	if (esig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(esig, r, s) != 1)
-		goto out;
-	r = s = NULL; /* owned by esig now */
-	*der_len = i2d_ECDSA_SIG(esig, &der);
-	if (*der_len <= 0) {
-		der = NULL;
-		*der_len = 0;
+/* Appends DER INTEGER of the unsigned big-endian n bytes at p to out (room
+ * enough: ACME_ECDSA_DER_MAX); returns the bytes written. */
+static size_t
+acme_der_uint(unsigned char *out, const unsigned char *p, size_t n)
+{
+	size_t len;
+
+	while (n > 1 && p[0] == 0) { /* minimal: no leading zero octets */
+		p++;
+		n--;
 	}
-out:
-	if (der == NULL)
-		log_ssl_warnx("i2d_ECDSA_SIG");
-	BN_free(r);
-	BN_free(s);
-	ECDSA_SIG_free(esig);
-	return der;
+	len = n + (p[0] & 0x80 ? 1 : 0); /* a set top bit would read negative */
+	out[0] = 0x02;
+	out[1] = (unsigned char)len;
+	if (len > n)
+		out[2] = 0x00;
+	memcpy(out + 2 + (len - n), p, n);
+	return 2 + len;
+}
+
+/* JWS ECDSA signature (R || S, each coord_len bytes (at most 66): RFC 7518
+ * §3.4) -> DER ECDSA-Sig-Value into der (ACME_ECDSA_DER_MAX bytes), as
+ * i2d_ECDSA_SIG() writes it, without its BIGNUM and ASN.1 machinery.
+ * Returns its length. */
+static size_t
+acme_ecdsa_raw_to_der(const unsigned char *sig, size_t coord_len,
+    unsigned char der[ACME_ECDSA_DER_MAX])
+{
+	unsigned char body[ACME_ECDSA_DER_MAX];
+	size_t body_len, hdr;
+
+	body_len = acme_der_uint(body, sig, coord_len);
+	body_len += acme_der_uint(body + body_len, sig + coord_len, coord_len);
+	der[0] = 0x30;
+	if (body_len < 0x80) {
+		der[1] = (unsigned char)body_len;
+		hdr = 2;
+	} else {
+		der[1] = 0x81;
+		der[2] = (unsigned char)body_len;
+		hdr = 3;
+	}
+	memcpy(der + hdr, body, body_len);
+	return hdr + body_len;
 }
 
 /* The digests JWS signatures use, fetched once: naming one per call
@@ -1272,22 +1294,32 @@ acme_jws_digest(const char *name)
 	return NULL;
 }
 
-int
-acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
+/* A key made ready to verify again and again (acme_jws.h). */
+struct acme_jws_verifier {
+	atomic_int refs;
+	EVP_PKEY *key;
+	int alg;				/* enum acme_jws_alg */
+	const struct acme_ec_curve *curve;	/* EC keys */
+	/* EVP_DigestVerifyInit() done once; each signature verifies on a
+	 * copy (EVP_MD_CTX_copy_ex() reads it only). NULL for Ed25519. */
+	EVP_MD_CTX *init;
+};
+
+/* The signature check itself, with the key's alg (key_alg, curve) known;
+ * `init`, when not NULL, is an EVP_MD_CTX initialised for key to copy
+ * instead of initialising one. */
+static int
+acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
+    const struct acme_ec_curve *curve, const EVP_MD_CTX *init, const char **problem, char *detail,
     size_t detail_len)
 {
-	const struct acme_ec_curve *curve = NULL;
 	EVP_MD_CTX *md_ctx = NULL;
 	const unsigned char *sig = NULL;
-	unsigned char *der = NULL;
+	unsigned char der[ACME_ECDSA_DER_MAX];
 	const char *digest = NULL;
 	size_t sig_len = 0;
-	int key_alg, der_len = 0, rc = -1, vrc;
+	int rc = -1, vrc;
 
-	if (jws == NULL || jws->signing_input == NULL || key == NULL)
-		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
-		    "no key to verify the JWS with");
-	key_alg = acme_key_alg(key, &curve);
 	if (key_alg < 0)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_BAD_PUBLIC_KEY,
 		    "account key type not supported");
@@ -1313,14 +1345,10 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 		digest = curve->digest;
 		if (sig_len != 2 * curve->coord_len)
 			goto invalid;
-		der = acme_ecdsa_raw_to_der(sig, curve->coord_len, &der_len);
-		if (der == NULL) {
-			acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
-			    "cannot convert ECDSA signature");
-			goto out;
-		}
+		if (curve->coord_len > 66) /* cannot be: see acme_ec_curves */
+			goto invalid;
+		sig_len = acme_ecdsa_raw_to_der(sig, curve->coord_len, der);
 		sig = der;
-		sig_len = (size_t)der_len;
 		break;
 	case ACME_JWS_ALG_EDDSA:
 		digest = NULL; /* Ed25519 hashes internally */
@@ -1338,9 +1366,11 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
 	}
-	if ((digest != NULL && acme_jws_digest(digest) == NULL) ||
-	    EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
-		log_ssl_warnx("EVP_DigestVerifyInit_ex(%s)", acme_jws_algorithms[jws->alg]);
+	if (init != NULL ? EVP_MD_CTX_copy_ex(md_ctx, init) != 1
+			 : (digest != NULL && acme_jws_digest(digest) == NULL) ||
+			EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
+		log_ssl_warnx("%s(%s)", init != NULL ? "EVP_MD_CTX_copy_ex" : "EVP_DigestVerifyInit",
+		    acme_jws_algorithms[jws->alg]);
 		acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "cannot verify %s", acme_jws_algorithms[jws->alg]);
 		goto out;
@@ -1360,8 +1390,92 @@ invalid:
 	acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED, "JWS signature invalid");
 out:
 	EVP_MD_CTX_free(md_ctx);
-	OPENSSL_free(der);
 	return rc;
+}
+
+int
+acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
+    size_t detail_len)
+{
+	const struct acme_ec_curve *curve = NULL;
+	int key_alg;
+
+	if (jws == NULL || jws->signing_input == NULL || key == NULL)
+		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
+		    "no key to verify the JWS with");
+	key_alg = acme_key_alg(key, &curve); /* sets curve: not in the call's arguments */
+	return acme_jws_verify_key(jws, key, key_alg, curve, NULL, problem, detail, detail_len);
+}
+
+struct acme_jws_verifier *
+acme_jws_verifier_new(EVP_PKEY *key)
+{
+	struct acme_jws_verifier *v = NULL;
+	const char *digest = NULL;
+
+	if (key == NULL)
+		return NULL;
+	v = calloc(1, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	atomic_init(&v->refs, 1);
+	v->alg = acme_key_alg(key, &v->curve);
+	if (EVP_PKEY_up_ref(key) != 1) {
+		free(v);
+		return NULL;
+	}
+	v->key = key;
+	if (v->alg == ACME_JWS_ALG_RS256)
+		digest = "SHA256";
+	else if (v->curve != NULL)
+		digest = v->curve->digest;
+	if (digest != NULL && acme_jws_digest(digest) != NULL) {
+		v->init = EVP_MD_CTX_new();
+		if (v->init == NULL ||
+		    EVP_DigestVerifyInit(v->init, NULL, acme_jws_digest(digest), NULL, key) != 1) {
+			/* acme_jws_verify_with() then initialises per call */
+			log_ssl_warnx("EVP_DigestVerifyInit(verifier)");
+			EVP_MD_CTX_free(v->init);
+			v->init = NULL;
+		}
+	}
+	return v;
+}
+
+int
+acme_jws_verifier_up_ref(struct acme_jws_verifier *v)
+{
+	if (v == NULL)
+		return -1;
+	atomic_fetch_add(&v->refs, 1);
+	return 0;
+}
+
+void
+acme_jws_verifier_free(struct acme_jws_verifier *v)
+{
+	if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
+		return;
+	EVP_MD_CTX_free(v->init);
+	EVP_PKEY_free(v->key);
+	free(v);
+}
+
+EVP_PKEY *
+acme_jws_verifier_key(const struct acme_jws_verifier *v)
+{
+	return v->key;
+}
+
+int
+acme_jws_verify_with(const struct acme_jws *jws, const struct acme_jws_verifier *v,
+    const char **problem, char *detail, size_t detail_len)
+{
+	if (jws == NULL || jws->signing_input == NULL || v == NULL)
+		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
+		    "no key to verify the JWS with");
+	return acme_jws_verify_key(jws, v->key, v->alg, v->curve, v->init, problem, detail,
+	    detail_len);
 }
 
 /* ---- external account binding ------------------------------------------- */

@@ -139,6 +139,29 @@ int acme_jws_parse_inner(const json_t *jws_object, struct acme_jws *out, const c
 int acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem, char *detail,
     size_t detail_len) __attribute__((warn_unused_result));
 
+/*
+ * A key made ready to verify signatures again and again (the ACME door's
+ * account key cache holds these): the alg it must sign with is worked out
+ * once, and the verification context initialised once and copied for each
+ * signature (initialising one fetches the signature and digest algorithms
+ * from the provider every time). Reference counted; acme_jws_verify_with()
+ * may run on one verifier in several threads at once.
+ *
+ * acme_jws_verifier_new(): a new verifier holding its own reference of key,
+ * or NULL when out of memory (an unsupported key still makes one, whose
+ * checks then fail as acme_jws_verify()'s do).
+ * acme_jws_verifier_key(): its key (borrowed).
+ * acme_jws_verify_with(): exactly acme_jws_verify() with the verifier's key.
+ */
+struct acme_jws_verifier;
+
+struct acme_jws_verifier *acme_jws_verifier_new(EVP_PKEY *key);
+int acme_jws_verifier_up_ref(struct acme_jws_verifier *v);
+void acme_jws_verifier_free(struct acme_jws_verifier *v);
+EVP_PKEY *acme_jws_verifier_key(const struct acme_jws_verifier *v);
+int acme_jws_verify_with(const struct acme_jws *jws, const struct acme_jws_verifier *v,
+    const char **problem, char *detail, size_t detail_len) __attribute__((warn_unused_result));
+
 /* Frees every member and zeroes *jws; NULL-safe. */
 void acme_jws_free(struct acme_jws *jws);
 

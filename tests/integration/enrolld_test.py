@@ -525,6 +525,7 @@ class Enrolld:
         self.embedded = embedded
         self.pg = None if embedded else (pg or shared_pg())
         self.dbname = None if embedded else self.pg.create_database()
+        self.owns_database = not embedded  # close() drops it
         self.workers = workers
         self.env = dict(os.environ, **(env or {}))
         self.base = make_tempdir("enrolld-test-")
@@ -571,6 +572,7 @@ class Enrolld:
         with open(self.config_path, "w") as f:
             f.write(self.config_text)
         self.pg.drop_database(own_db)
+        self.owns_database = False  # other's: it outlives this instance
         self.root_pem = other.root_pem
         self.token = other.token
 
@@ -684,7 +686,8 @@ class Enrolld:
             _unreported_exit_problems.append(problem)
         if self.embedded:
             self._kill_embedded_postmaster()
-        elif self.pg is not None and self.dbname and self.pg.running() and not KEEP:
+        elif (self.pg is not None and self.dbname and self.owns_database and self.pg.running()
+              and not KEEP):
             try:
                 self.pg.drop_database(self.dbname)
             except PgError:

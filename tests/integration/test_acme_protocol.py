@@ -36,7 +36,9 @@ python3-cryptography): JWS (ES256 / RS256, jwk or kid), EAB (HS256), CSRs.
     certificate, no shared identifier and malformed certIDs -> malformed,
     four replacements at once -> one order; each refusal writes nothing;
   * two enrolld instances on one database, requests alternating between them
-    (each using the nonce the other handed out): complete issuance.
+    (each using the nonce the other handed out): complete issuance; a key
+    rollover and a deactivation through one are honoured by the other's
+    next request (it caches parsed account keys).
 """
 
 import base64
@@ -720,8 +722,18 @@ class AcmeFlowTest(AcmeBase):
         r = c.new_order(["p." + self.domain], {"notAfter": na})
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.json["notAfter"], na)
+        # the order read back (its statement returns columns) is the order
+        # as created, and as finalize reads it (json_build_object)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.status, 200, o)
+        self.assertEqual(o.json, r.json)
         f = c.finalize(r.json, make_csr(Key("ec"), ["p." + self.domain]))
         self.assertEqual(f.status, 200, f)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.status, 200, o)
+        self.assertEqual(o.json, f.json)
+        self.assertEqual(o.json["notAfter"], na)
+        self.assertIn("certificate", o.json)
         term = self.d.sql("SELECT term_days FROM certificates ORDER BY id DESC LIMIT 1")[0][0]
         self.assertEqual(term, "365")
         self.assertEqual(counts(self.d)["certificates"], before["certificates"] + 1)
@@ -1361,7 +1373,8 @@ class AcmeNonceResetTest(AcmeBase):
 
 class AcmeTwoInstancesTest(AcmeBase):
 
-    def test_alternating_instances(self):
+    def second_instance(self):
+        """A second enrolld on self.d's database and CA, started."""
         d1 = self.d
         ca = os.path.join(d1.state_dir, "ca")
         d2 = et.Enrolld(start=False, config_extra="[ca]\nca_root_cert = %s\n"
@@ -1371,6 +1384,64 @@ class AcmeTwoInstancesTest(AcmeBase):
         self.addCleanup(d2.close)
         d2.share_database(d1)
         d2.start()
+        return d2
+
+    def test_key_change_and_deactivation_on_the_other_instance(self):
+        """Instance A caches the parsed account key; a key rollover or a
+        deactivation through instance B is honoured by A's next request
+        (the stored thumbprint and status are read on every request)."""
+        d1 = self.d
+        d2 = self.second_instance()
+        c = self.client(via=[d1])
+        old = c.key
+        # A parses and caches the old key (twice: the second is a cache hit)
+        for name in ("kc1.", "kc2."):
+            r = c.new_order([name + self.domain])
+            self.assertEqual(r.status, 201, r)
+        # the rollover goes through B only
+        c.via, c.nonce = [d2], None
+        new = Key("ec")
+        url = c.directory()["keyChange"]
+        inner_prot = {"alg": new.alg, "jwk": new.jwk(), "url": url}
+        inner_payload = {"account": c.kid, "oldKey": old.jwk()}
+        p64 = b64u(json.dumps(inner_prot))
+        pl64 = b64u(json.dumps(inner_payload))
+        inner = {"protected": p64, "payload": pl64,
+                 "signature": b64u(new.sign(("%s.%s" % (p64, pl64)).encode()))}
+        r = c.post(url, inner)
+        self.assertEqual(r.status, 200, r)
+        self.assertGreaterEqual(len(re.findall(r"POST /acme/\S+/key-change 200 ", d2.logs())), 1)
+        # A refuses the old key, and writes nothing
+        c.via, c.nonce = [d1], None
+        before = counts(d1)
+        r = c.new_order(["kc3." + self.domain])
+        self.assertProblem(r, 400, "malformed")
+        self.assertIn("signature", r.json.get("detail", ""), r)
+        r = c.get(c.kid)
+        self.assertProblem(r, 400, "malformed")
+        self.assertNothingStored(before)
+        # A takes the new key, for objects and for the account
+        c.key = new
+        r = c.new_order(["kc4." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        r = c.get(r.headers["location"])
+        self.assertEqual(r.status, 200, r)
+        r = c.get(c.kid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["key"], new.jwk(), r)
+        # deactivated through B: A refuses the (cached) key's account
+        c.via, c.nonce = [d2], None
+        r = c.post(c.kid, {"status": "deactivated"})
+        self.assertEqual(r.status, 200, r)
+        c.via, c.nonce = [d1], None
+        before = counts(d1)
+        r = c.new_order(["kc5." + self.domain])
+        self.assertProblem(r, 403, "unauthorized")
+        self.assertNothingStored(before)
+
+    def test_alternating_instances(self):
+        d1 = self.d
+        d2 = self.second_instance()
 
         c = AcmeClient(d1, self.fast["name"], via=[d1, d2])
         r = c.register(eab=self.fast_eab)

@@ -741,6 +741,7 @@ t_run_table(void)
 	for (i = 0; i < t_n_cases; i++) {
 		struct t_case *c = &t_cases[i];
 		struct acme_jws jws;
+		struct acme_jws_verifier *verifier = NULL;
 		const char *problem = NULL;
 		char detail[256] = "";
 		int rc;
@@ -793,6 +794,25 @@ t_run_table(void)
 			    "%s: detail \"%s\" lacks \"%s\"", c->name, detail, c->detail_has);
 		CHECK(ERR_peek_error() == 0, "%s: OpenSSL error queue left non-empty", c->name);
 		ERR_clear_error();
+
+		/* the account key cache's verifier answers exactly the same,
+		 * also when used again (it verifies on copies of one context) */
+		verifier = acme_jws_verifier_new(
+		    c->verify_key != NULL ? c->verify_key : jws.jwk);
+		CHECK(verifier != NULL, "%s: acme_jws_verifier_new", c->name);
+		for (int again = 0; verifier != NULL && again < 2; again++) {
+			const char *vproblem = NULL;
+			char vdetail[256] = "";
+			int vrc = acme_jws_verify_with(&jws, verifier, &vproblem, vdetail,
+			    sizeof(vdetail));
+
+			CHECK(vrc == rc && t_streq(vproblem, problem) && strcmp(vdetail, detail) == 0,
+			    "%s: verifier (use %d): rc %d %s (%s), acme_jws_verify rc %d %s (%s)",
+			    c->name, again, vrc, t_str(vproblem), vdetail, rc, t_str(problem), detail);
+			CHECK(ERR_peek_error() == 0, "%s: verifier left OpenSSL errors", c->name);
+			ERR_clear_error();
+		}
+		acme_jws_verifier_free(verifier);
 		acme_jws_free(&jws);
 	}
 }
@@ -1343,6 +1363,92 @@ t_write_seeds(void)
 	}
 }
 
+/* ECDSA signatures as JWS carries them (R || S) against the DER the door
+ * builds for OpenSSL: signed here until each curve has shown an R or S with
+ * a leading zero octet (shorter INTEGER) and one with its top bit set
+ * (INTEGER with a 0x00 pad; never on P-521, whose 66-octet coordinates
+ * start 0x00 or 0x01 - its DER needs the long length form instead); each
+ * verifies, directly and through a verifier, and with one bit flipped does
+ * not. */
+static void
+t_ecdsa_encodings(void)
+{
+	static const struct {
+		const char *name;
+		EVP_PKEY **key;
+		enum acme_jws_alg alg;
+		const char *digest;
+		size_t coord_len;
+		bool top_bit_possible;
+	} curves[] = {
+		{ "ES256", &k_p256, ACME_JWS_ALG_ES256, "SHA256", 32, true },
+		{ "ES384", &k_p384, ACME_JWS_ALG_ES384, "SHA384", 48, true },
+		{ "ES512", &k_p521, ACME_JWS_ALG_ES512, "SHA512", 66, false },
+	};
+
+	for (size_t c = 0; c < sizeof(curves) / sizeof(curves[0]); c++) {
+		struct acme_jws_verifier *v = acme_jws_verifier_new(*curves[c].key);
+		bool seen_zero = false, seen_top = !curves[c].top_bit_possible;
+		int n, bad = 0;
+
+		CHECK(v != NULL, "%s: verifier", curves[c].name);
+		for (n = 0; n < 20000 && (!seen_zero || !seen_top || n < 64); n++) {
+			unsigned char der[160], raw[132];
+			const unsigned char *p = der;
+			char msg[64];
+			size_t der_len = sizeof(der);
+			const char *problem = NULL;
+			char detail[256] = "";
+			EVP_MD_CTX *md = EVP_MD_CTX_new();
+			ECDSA_SIG *es = NULL;
+			struct acme_jws jws;
+			size_t cl = curves[c].coord_len;
+
+			snprintf(msg, sizeof(msg), "protected.payload-%d", n);
+			if (md == NULL ||
+			    EVP_DigestSignInit_ex(md, NULL, curves[c].digest, NULL, NULL,
+				*curves[c].key, NULL) != 1 ||
+			    EVP_DigestSign(md, der, &der_len, (const unsigned char *)msg,
+				strlen(msg)) != 1 ||
+			    (es = d2i_ECDSA_SIG(NULL, &p, (long)der_len)) == NULL ||
+			    BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, (int)cl) != (int)cl ||
+			    BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + cl, (int)cl) != (int)cl) {
+				CHECK(0, "%s: signing %d", curves[c].name, n);
+				EVP_MD_CTX_free(md);
+				ECDSA_SIG_free(es);
+				break;
+			}
+			EVP_MD_CTX_free(md);
+			ECDSA_SIG_free(es);
+			seen_zero = seen_zero || raw[0] == 0 || raw[cl] == 0;
+			seen_top = seen_top || (raw[0] & 0x80) || (raw[cl] & 0x80);
+
+			memset(&jws, 0, sizeof(jws));
+			jws.alg = curves[c].alg;
+			jws.signing_input = msg;
+			jws.signing_input_len = strlen(msg);
+			jws.signature = raw;
+			jws.signature_len = 2 * cl;
+			if (acme_jws_verify(&jws, *curves[c].key, &problem, detail,
+				sizeof(detail)) != 0 ||
+			    (v != NULL && acme_jws_verify_with(&jws, v, &problem, detail,
+				sizeof(detail)) != 0))
+				bad++;
+			raw[cl + cl / 2] ^= 0x10;
+			if (acme_jws_verify(&jws, *curves[c].key, &problem, detail,
+				sizeof(detail)) == 0 ||
+			    (v != NULL && acme_jws_verify_with(&jws, v, &problem, detail,
+				sizeof(detail)) == 0))
+				bad++;
+			ERR_clear_error();
+		}
+		CHECK(bad == 0, "%s: %d of %d signatures judged wrongly", curves[c].name, bad, n);
+		CHECK(seen_zero && seen_top, "%s: edge encodings not met in %d signatures",
+		    curves[c].name, n);
+		acme_jws_verifier_free(v);
+	}
+}
+
 int
 main(void)
 {
@@ -1352,6 +1458,7 @@ main(void)
 	t_table();
 	t_write_seeds();
 	t_run_table();
+	t_ecdsa_encodings();
 	t_bounds();
 	t_inner();
 	t_jwk_tests();
