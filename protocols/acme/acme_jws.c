@@ -1301,8 +1301,12 @@ struct acme_jws_verifier {
 	int alg;				/* enum acme_jws_alg */
 	const struct acme_ec_curve *curve;	/* EC keys */
 	/* EVP_DigestVerifyInit() done once; each signature verifies on a
-	 * copy (EVP_MD_CTX_copy_ex() reads it only). NULL for Ed25519. */
+	 * copy. NULL for Ed25519. OpenSSL 3.0's copy reads its source and
+	 * takes references atomically, but does not promise to be safe against
+	 * concurrent copies of one context, so copies are made under init_lock
+	 * (about a microsecond; worker threads of one account rarely meet). */
 	EVP_MD_CTX *init;
+	pthread_mutex_t init_lock;
 };
 
 /* The signature check itself, with the key's alg (key_alg, curve) known;
@@ -1310,8 +1314,8 @@ struct acme_jws_verifier {
  * instead of initialising one. */
 static int
 acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
-    const struct acme_ec_curve *curve, const EVP_MD_CTX *init, const char **problem, char *detail,
-    size_t detail_len)
+    const struct acme_ec_curve *curve, const EVP_MD_CTX *init, pthread_mutex_t *init_lock,
+    const char **problem, char *detail, size_t detail_len)
 {
 	EVP_MD_CTX *md_ctx = NULL;
 	const unsigned char *sig = NULL;
@@ -1366,9 +1370,15 @@ acme_jws_verify_key(const struct acme_jws *jws, EVP_PKEY *key, int key_alg,
 		    problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
 	}
-	if (init != NULL ? EVP_MD_CTX_copy_ex(md_ctx, init) != 1
-			 : (digest != NULL && acme_jws_digest(digest) == NULL) ||
-			EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) != 1) {
+	if (init != NULL) {
+		pthread_mutex_lock(init_lock);
+		vrc = EVP_MD_CTX_copy_ex(md_ctx, init);
+		pthread_mutex_unlock(init_lock);
+	} else {
+		vrc = (digest == NULL || acme_jws_digest(digest) != NULL) &&
+		    EVP_DigestVerifyInit(md_ctx, NULL, acme_jws_digest(digest), NULL, key) == 1;
+	}
+	if (vrc != 1) {
 		log_ssl_warnx("%s(%s)", init != NULL ? "EVP_MD_CTX_copy_ex" : "EVP_DigestVerifyInit",
 		    acme_jws_algorithms[jws->alg]);
 		acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
@@ -1404,7 +1414,8 @@ acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **problem,
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "no key to verify the JWS with");
 	key_alg = acme_key_alg(key, &curve); /* sets curve: not in the call's arguments */
-	return acme_jws_verify_key(jws, key, key_alg, curve, NULL, problem, detail, detail_len);
+	return acme_jws_verify_key(jws, key, key_alg, curve, NULL, NULL, problem, detail,
+	    detail_len);
 }
 
 struct acme_jws_verifier *
@@ -1420,7 +1431,12 @@ acme_jws_verifier_new(EVP_PKEY *key)
 		return NULL;
 	atomic_init(&v->refs, 1);
 	v->alg = acme_key_alg(key, &v->curve);
+	if (pthread_mutex_init(&v->init_lock, NULL) != 0) {
+		free(v);
+		return NULL;
+	}
 	if (EVP_PKEY_up_ref(key) != 1) {
+		pthread_mutex_destroy(&v->init_lock);
 		free(v);
 		return NULL;
 	}
@@ -1457,6 +1473,7 @@ acme_jws_verifier_free(struct acme_jws_verifier *v)
 	if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
 		return;
 	EVP_MD_CTX_free(v->init);
+	pthread_mutex_destroy(&v->init_lock);
 	EVP_PKEY_free(v->key);
 	free(v);
 }
@@ -1468,14 +1485,14 @@ acme_jws_verifier_key(const struct acme_jws_verifier *v)
 }
 
 int
-acme_jws_verify_with(const struct acme_jws *jws, const struct acme_jws_verifier *v,
+acme_jws_verify_with(const struct acme_jws *jws, struct acme_jws_verifier *v,
     const char **problem, char *detail, size_t detail_len)
 {
 	if (jws == NULL || jws->signing_input == NULL || v == NULL)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_SERVER_INTERNAL,
 		    "no key to verify the JWS with");
-	return acme_jws_verify_key(jws, v->key, v->alg, v->curve, v->init, problem, detail,
-	    detail_len);
+	return acme_jws_verify_key(jws, v->key, v->alg, v->curve, v->init, &v->init_lock, problem,
+	    detail, detail_len);
 }
 
 /* ---- external account binding ------------------------------------------- */

@@ -145,7 +145,8 @@ int acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **prob
  * once, and the verification context initialised once and copied for each
  * signature (initialising one fetches the signature and digest algorithms
  * from the provider every time). Reference counted; acme_jws_verify_with()
- * may run on one verifier in several threads at once.
+ * may run on one verifier in several threads at once (the copies are made
+ * under the verifier's lock).
  *
  * acme_jws_verifier_new(): a new verifier holding its own reference of key,
  * or NULL when out of memory (an unsupported key still makes one, whose
@@ -159,7 +160,7 @@ struct acme_jws_verifier *acme_jws_verifier_new(EVP_PKEY *key);
 int acme_jws_verifier_up_ref(struct acme_jws_verifier *v);
 void acme_jws_verifier_free(struct acme_jws_verifier *v);
 EVP_PKEY *acme_jws_verifier_key(const struct acme_jws_verifier *v);
-int acme_jws_verify_with(const struct acme_jws *jws, const struct acme_jws_verifier *v,
+int acme_jws_verify_with(const struct acme_jws *jws, struct acme_jws_verifier *v,
     const char **problem, char *detail, size_t detail_len) __attribute__((warn_unused_result));
 
 /* Frees every member and zeroes *jws; NULL-safe. */
