@@ -51,6 +51,7 @@ enum store_acme_stmt {
 	SA_AUTH_JWK,
 	SA_AUTH_ORDER,
 	SA_AUTH_AUTHZ,
+	SA_AUTH_DERIVED_AUTHZ,
 	SA_AUTH_CHALL,
 	SA_AUTH_CERT,
 	SA_AUTH_FACTS,
@@ -63,10 +64,11 @@ enum store_acme_stmt {
 	SA_ACCOUNT_BY_KEY,
 	SA_ORDER_CREATE,
 	SA_ORDER_CREATE_REPLACING,
-	SA_ORDER_CREATE_NO_CHALLENGES,
+	SA_ORDER_CREATE_DERIVED_AUTHZS,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
 	SA_AUTHZ_DEACTIVATE,
+	SA_DERIVED_AUTHZ_DEACTIVATE,
 	SA_CHALL_START,
 	SA_CERT_BY_SERIAL,
 	SA_EAB_CREATE,
@@ -87,6 +89,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_auth_jwk",
 	"enrolld_acme_auth_order",
 	"enrolld_acme_auth_authz",
+	"enrolld_acme_auth_derived_authz",
 	"enrolld_acme_auth_chall",
 	"enrolld_acme_auth_cert",
 	"enrolld_acme_auth_facts",
@@ -99,10 +102,11 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_account_by_key",
 	"enrolld_acme_order_create",
 	"enrolld_acme_order_create_replacing",
-	"enrolld_acme_order_create_no_challenges",
+	"enrolld_acme_order_create_derived_authzs",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
 	"enrolld_acme_authz_deactivate",
+	"enrolld_acme_derived_authz_deactivate",
 	"enrolld_acme_chall_start",
 	"enrolld_acme_cert_by_serial",
 	"enrolld_acme_eab_create",
@@ -125,6 +129,7 @@ store_acme_cold(enum store_acme_stmt stmt)
 	case SA_NONCE_PRUNE:
 	case SA_NONCE_SENTINEL:
 	case SA_ACCOUNT_KEY_CHANGE:
+	case SA_DERIVED_AUTHZ_DEACTIVATE:
 	case SA_ACCOUNT_BY_KEY:
 	case SA_EAB_CREATE:
 	case SA_EAB_LIST:
@@ -267,8 +272,9 @@ store_acme_hexval(char c)
 	" 'replaces', " o ".replaces,"                                                             \
 	" 'not_before', " SA_TS(o ".not_before") ", 'not_after', " SA_TS(o ".not_after") ","      \
 	" 'expires', " SA_TS(o ".expires_at") ", 'error', " o ".error, 'certificate_id', " o      \
-	".certificate_id, 'authzs', (SELECT coalesce(json_agg(z.public_id ORDER BY z.id),"         \
-	" '[]'::json) FROM acme_authzs z WHERE z.order_id = " o ".id))"
+	".certificate_id, 'authzs', CASE WHEN NOT " o ".authzs_derived THEN (SELECT"               \
+	" coalesce(json_agg(z.public_id ORDER BY z.id), '[]'::json) FROM acme_authzs z"            \
+	" WHERE z.order_id = " o ".id) END)"
 
 #define SA_AUTHZ_STATUS(z)                                                                         \
 	"CASE WHEN " z ".status = 'pending' AND " z ".expires_at <= now() THEN 'expired'"          \
@@ -466,6 +472,10 @@ enum store_acme_auth_col {
 	", (SELECT " SA_ORDER_JSON("o") " FROM acme_orders o JOIN profiles p"                     \
 	" ON p.id = o.profile_id WHERE o.public_id = $5)::text"
 
+/* Whether identifier $6 of order o is a wildcard: its authorization's
+ * value is the name without "*." (as acme_order.c stores it). */
+#define SA_DERIVED_WILDCARD "left(o.identifiers -> $6::int ->> 'value', 2) = '*.'"
+
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_NONE] = SA_AUTH_WITH SA_AUTH_SELECT SA_AUTH_FROM_KID,
@@ -486,6 +496,20 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
 	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
 	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
+	/* Authorization $6 (an identifier's index) of the order with public
+	 * id $5, when that order's authorizations are derived (migration
+	 * 009): the same shape as a stored one born valid, plus the order's
+	 * id and the index; no 'id'. */
+	[STORE_ACME_OBJ_DERIVED_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT
+	    ", (SELECT json_build_object('order_id', o.id, 'index', $6::int,"
+	    " 'account_id', o.account_id, 'status', CASE WHEN $6::smallint"
+	    " = ANY (o.authzs_deactivated) THEN 'deactivated' ELSE 'valid' END,"
+	    " 'type', o.identifiers -> $6::int ->> 'type', 'value', CASE WHEN " SA_DERIVED_WILDCARD
+	    " THEN substr(o.identifiers -> $6::int ->> 'value', 3)"
+	    " ELSE o.identifiers -> $6::int ->> 'value' END, 'wildcard', " SA_DERIVED_WILDCARD ","
+	    " 'expires', " SA_TS("o.expires_at") ", 'challenges', '[]'::json)"
+	    " FROM acme_orders o WHERE o.public_id = $5 AND o.authzs_derived AND $6::int >= 0"
+	    " AND $6::int < jsonb_array_length(o.identifiers))::text" SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
@@ -508,6 +532,7 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_ORDER] = SA_AUTH_ORDER,
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_FINALIZE,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_AUTHZ,
+	[STORE_ACME_OBJ_DERIVED_AUTHZ] = SA_AUTH_DERIVED_AUTHZ,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_CHALL,
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_FACTS,
@@ -634,8 +659,8 @@ out:
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
-	char expires[24], endpoint[24], account[24];
-	const char *params[5];
+	char expires[24], endpoint[24], account[24], index[16];
+	const char *params[6];
 	enum store_acme_object obj = in->object;
 	enum store_acme_stmt stmt;
 	const char *sql;
@@ -681,6 +706,10 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	}
 	if (obj != STORE_ACME_OBJ_NONE && obj != STORE_ACME_OBJ_FACTS) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
+		if (obj == STORE_ACME_OBJ_DERIVED_AUTHZ) {
+			snprintf(index, sizeof(index), "%d", in->authz_index);
+			params[nparams++] = index;
+		}
 	}
 	res = store_acme_exec(db, stmt, sql, nparams, params);
 	if (res == NULL)
@@ -878,12 +907,14 @@ store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t accoun
 #define SA_ORDER_ASYNC_COMMIT "s AS (SELECT set_config('synchronous_commit', 'off', true) AS v),"
 #define SA_ORDER_ASYNC_COMMIT_READ "(SELECT v FROM s) IS NOT NULL"
 
-/* The order ($1-$9) of a newOrder that replaces nothing, inserted as o. */
-#define SA_ORDER_INSERT                                                                            \
+/* The order ($1-$9) of a newOrder that replaces nothing, inserted as o;
+ * derived: SQL true when its authorizations are derived from it (no rows:
+ * migration 009), else false. */
+#define SA_ORDER_INSERT(derived)                                                                   \
 	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers, profile_id,"  \
-	" term_days, replaces, not_after, expires_at)"                                             \
+	" term_days, replaces, not_after, expires_at, authzs_derived)"                             \
 	" VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"                         \
-	" to_timestamp($8::double precision), to_timestamp($9::double precision))"                 \
+	" to_timestamp($8::double precision), to_timestamp($9::double precision), " derived ")"   \
 	" RETURNING id, account_id, expires_at)"
 
 /* The authorizations ($10) and challenges of the order inserted as o. */
@@ -945,18 +976,12 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 {
 	/* An order that replaces nothing: the plain INSERT. */
 	static const char sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT "," SA_ORDER_CREATE_AUTHZS
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT("false") "," SA_ORDER_CREATE_AUTHZS
 	    " SELECT o.id FROM o WHERE " SA_ORDER_ASYNC_COMMIT_READ;
-	/* The same when no authorization has a challenge (every name already
-	 * validated, the common case of a DCV-validated domain): the authzs
-	 * straight from $10, no challenge INSERT to start and run empty. */
-	static const char no_challenges_sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT ","
-	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
-	    " id_value, wildcard, expires_at)"
-	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
-	    " o.expires_at FROM o CROSS JOIN json_to_recordset($10::json) AS x(public_id text,"
-	    " status text, type text, value text, wildcard boolean))"
+	/* Every name already validated (the common case of a DCV-validated
+	 * domain): the order alone, its authorizations derived from it. */
+	static const char derived_sql[] =
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT("true")
 	    " SELECT o.id FROM o WHERE " SA_ORDER_ASYNC_COMMIT_READ;
 	static const char replacing_sql[] = SA_ORDER_CREATE_REPLACING_SQL;
 	bool replacing = in->replaces_serial != NULL;
@@ -983,9 +1008,8 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	params[10] = in->replaces_serial;
 	if (replacing)
 		res = store_acme_exec(db, SA_ORDER_CREATE_REPLACING, replacing_sql, 11, params);
-	else if (in->without_challenges)
-		res = store_acme_exec(db, SA_ORDER_CREATE_NO_CHALLENGES, no_challenges_sql, 10,
-		    params);
+	else if (in->authzs_derived)
+		res = store_acme_exec(db, SA_ORDER_CREATE_DERIVED_AUTHZS, derived_sql, 9, params);
 	else
 		res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
 	if (res == NULL)
@@ -1071,6 +1095,26 @@ store_acme_authz_deactivate(struct db *db, int64_t authz_id)
 
 	params[0] = store_acme_id(authz, authz_id);
 	return store_acme_changed(db, SA_AUTHZ_DEACTIVATE, sql, 1, params);
+}
+
+int
+store_acme_derived_authz_deactivate(struct db *db, int64_t order_id, int index)
+{
+	/* Guarded by the state it leaves: an index not yet deactivated. */
+	static const char sql[] =
+	    "UPDATE acme_orders SET authzs_deactivated = array_append(authzs_deactivated,"
+	    " $2::smallint), status = CASE WHEN status IN ('pending', 'ready') THEN 'invalid'"
+	    " ELSE status END"
+	    " WHERE id = $1::bigint AND authzs_derived AND $2::smallint >= 0"
+	    " AND $2::smallint < jsonb_array_length(identifiers)"
+	    " AND NOT coalesce($2::smallint = ANY (authzs_deactivated), false) RETURNING id";
+	char order[24], index_text[16];
+	const char *params[2];
+
+	snprintf(index_text, sizeof(index_text), "%d", index);
+	params[0] = store_acme_id(order, order_id);
+	params[1] = index_text;
+	return store_acme_changed(db, SA_DERIVED_AUTHZ_DEACTIVATE, sql, 2, params);
 }
 
 int
