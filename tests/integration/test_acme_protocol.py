@@ -1129,6 +1129,52 @@ class AcmeDerivedAuthzTest(AcmeBase):
                                     " WHERE public_id = '%s'" % pid)[0], ("valid", "{0}"))
 
 
+class AcmeDerivedAuthzUpgradeTest(AcmeBase):
+
+    def test_migration_009_on_orders_with_rows(self):
+        """Migration 009 on a database holding orders with authorization
+        rows (before 009 every order had them): they keep working."""
+        d = self.d
+        c = self.client()
+        slow = self.client(endpoint=self.slow)
+        names = ["up." + self.domain]
+        ready = c.new_order(names)
+        self.assertEqual(ready.status, 201, ready)
+        pending = slow.new_order(["up-p." + self.domain])
+        self.assertEqual(pending.status, 201, pending)
+        pid = ready.headers["location"].rsplit("/", 1)[1]
+        d.stop()
+        # the ready order as newOrder stored it before 009: one valid row
+        d.sql("INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
+              " id_value, wildcard, expires_at) SELECT 'up%s', o.id, o.account_id, 'valid',"
+              " 'dns', '%s', false, o.expires_at FROM acme_orders o WHERE o.public_id = '%s'"
+              % (pid[:20], names[0], pid))
+        d.sql("ALTER TABLE acme_orders DROP COLUMN authzs_derived,"
+              " DROP COLUMN authzs_deactivated;"
+              " DELETE FROM schema_migrations WHERE name LIKE '009%'")
+        d.start()
+        self.assertEqual(d.count("schema_migrations", "name LIKE '009%'"), 1)
+        self.assertEqual(d.count("acme_orders", "authzs_derived"), 0)
+        c.nonce = slow.nonce = None
+        o = c.get(ready.headers["location"])
+        self.assertEqual(o.json["status"], "ready", o.json)
+        self.assertEqual(o.json["authorizations"], ["%s/authz/up%s" % (c.prefix, pid[:20])])
+        self.assertEqual(c.get(o.json["authorizations"][0]).json["status"], "valid")
+        p = slow.get(pending.headers["location"])
+        self.assertEqual(p.json["authorizations"], pending.json["authorizations"])
+        a = slow.get(p.json["authorizations"][0])
+        self.assertEqual(a.json["status"], "pending", a.json)
+        self.assertTrue(a.json["challenges"], a.json)
+        f = c.finalize(o.json, make_csr(Key("ec"), names))
+        self.assertEqual(f.status, 200, f)
+        self.assertEqual(f.json["status"], "valid", f.json)
+        # and a new order of validated names has derived authorizations
+        r = c.new_order(["up2." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        self.assertTrue(r.json["authorizations"][0].endswith(
+            "/authz/%s.0" % r.headers["location"].rsplit("/", 1)[1]))
+
+
 class AcmeAdminTest(AcmeBase):
     """The admin routes of the ACME door: EAB keys and accounts, in scope."""
 
