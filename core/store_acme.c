@@ -54,6 +54,7 @@ enum store_acme_stmt {
 	SA_AUTH_JWK,
 	SA_AUTH_ORDER,
 	SA_AUTH_AUTHZ,
+	SA_AUTH_DERIVED_AUTHZ,
 	SA_AUTH_CHALL,
 	SA_AUTH_CERT,
 	SA_AUTH_FACTS,
@@ -66,10 +67,11 @@ enum store_acme_stmt {
 	SA_ACCOUNT_BY_KEY,
 	SA_ORDER_CREATE,
 	SA_ORDER_CREATE_REPLACING,
-	SA_ORDER_CREATE_NO_CHALLENGES,
+	SA_ORDER_CREATE_DERIVED_AUTHZS,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
 	SA_AUTHZ_DEACTIVATE,
+	SA_DERIVED_AUTHZ_DEACTIVATE,
 	SA_CHALL_START,
 	SA_CERT_BY_SERIAL,
 	SA_EAB_CREATE,
@@ -90,6 +92,7 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_auth_jwk",
 	"enrolld_acme_auth_order",
 	"enrolld_acme_auth_authz",
+	"enrolld_acme_auth_derived_authz",
 	"enrolld_acme_auth_chall",
 	"enrolld_acme_auth_cert",
 	"enrolld_acme_auth_facts",
@@ -102,10 +105,11 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_account_by_key",
 	"enrolld_acme_order_create",
 	"enrolld_acme_order_create_replacing",
-	"enrolld_acme_order_create_no_challenges",
+	"enrolld_acme_order_create_derived_authzs",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
 	"enrolld_acme_authz_deactivate",
+	"enrolld_acme_derived_authz_deactivate",
 	"enrolld_acme_chall_start",
 	"enrolld_acme_cert_by_serial",
 	"enrolld_acme_eab_create",
@@ -128,6 +132,7 @@ store_acme_cold(enum store_acme_stmt stmt)
 	case SA_NONCE_PRUNE:
 	case SA_NONCE_SENTINEL:
 	case SA_ACCOUNT_KEY_CHANGE:
+	case SA_DERIVED_AUTHZ_DEACTIVATE:
 	case SA_ACCOUNT_BY_KEY:
 	case SA_EAB_CREATE:
 	case SA_EAB_LIST:
@@ -495,7 +500,8 @@ enum store_acme_auth_col {
  * store_acme_auth_order() into the order shape of store_acme.h), not as
  * json_build_object() text for jansson to parse: SA_ORDER_COLS after the
  * account's columns, SA_ORDER_JOIN after SA_AUTH_FROM_KID. The authorizations'
- * public ids (base64url: no commas) come comma-separated. A finalized order
+ * public ids (base64url: no commas) come comma-separated, NULL when they are
+ * derived from the order (migration 009: no rows). A finalized order
  * reads what its certificate row says: every change of that row moves the
  * order in the same transaction (triggers of migration 003), so reading
  * writes nothing. */
@@ -503,10 +509,15 @@ enum store_acme_auth_col {
 	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS("o") ", o.identifiers::text,"        \
 	" o.profile_id, p.name, o.term_days, o.replaces, " SA_EPOCH("o.not_before") ","            \
 	" " SA_EPOCH("o.not_after") ", " SA_EPOCH("o.expires_at") ", o.error::text,"              \
-	" o.certificate_id, (SELECT string_agg(z.public_id, ',' ORDER BY z.id)"                   \
-	" FROM acme_authzs z WHERE z.order_id = o.id)"
+	" o.certificate_id, CASE WHEN NOT o.authzs_derived THEN coalesce((SELECT"                 \
+	" string_agg(z.public_id, ',' ORDER BY z.id) FROM acme_authzs z"                           \
+	" WHERE z.order_id = o.id), '') END"
 #define SA_ORDER_JOIN                                                                              \
 	" LEFT JOIN (acme_orders o JOIN profiles p ON p.id = o.profile_id) ON o.public_id = $5"
+
+/* Whether identifier $6 of order o is a wildcard: its authorization's
+ * value is the name without "*." (as acme_order.c stores it). */
+#define SA_DERIVED_WILDCARD "left(o.identifiers -> $6::int ->> 'value', 2) = '*.'"
 
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
@@ -531,6 +542,20 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " 'validated', " SA_TS("c.validated_at") ", 'error', c.error) ORDER BY c.id),"
 	    " '[]'::json) FROM acme_challenges c WHERE c.authz_id = z.id))"
 	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
+	/* Authorization $6 (an identifier's index) of the order with public
+	 * id $5, when that order's authorizations are derived (migration
+	 * 009): the same shape as a stored one born valid, plus the order's
+	 * id and the index; no 'id'. $7 the cached key's thumbprint. */
+	[STORE_ACME_OBJ_DERIVED_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$7")
+	    ", (SELECT json_build_object('order_id', o.id, 'index', $6::int,"
+	    " 'account_id', o.account_id, 'status', CASE WHEN $6::smallint"
+	    " = ANY (o.authzs_deactivated) THEN 'deactivated' ELSE 'valid' END,"
+	    " 'type', o.identifiers -> $6::int ->> 'type', 'value', CASE WHEN " SA_DERIVED_WILDCARD
+	    " THEN substr(o.identifiers -> $6::int ->> 'value', 3)"
+	    " ELSE o.identifiers -> $6::int ->> 'value' END, 'wildcard', " SA_DERIVED_WILDCARD ","
+	    " 'expires', " SA_TS("o.expires_at") ", 'challenges', '[]'::json)"
+	    " FROM acme_orders o WHERE o.public_id = $5 AND o.authzs_derived AND $6::int >= 0"
+	    " AND $6::int < jsonb_array_length(o.identifiers))::text" SA_AUTH_FROM_KID,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
@@ -554,6 +579,7 @@ static const enum store_acme_stmt store_acme_auth_stmt[STORE_ACME_OBJ__MAX] = {
 	[STORE_ACME_OBJ_ORDER] = SA_AUTH_ORDER,
 	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_FINALIZE,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_AUTHZ,
+	[STORE_ACME_OBJ_DERIVED_AUTHZ] = SA_AUTH_DERIVED_AUTHZ,
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_CHALL,
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_CERT,
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_FACTS,
@@ -675,14 +701,17 @@ store_acme_column_ts(PGresult *res, int col)
 }
 
 /* The comma-separated list in column col of row 0 as a JSON array of
- * strings ([] for NULL). */
+ * strings ([] for ''), or JSON null for NULL. */
 static json_t *
 store_acme_column_list(PGresult *res, int col)
 {
-	json_t *list = json_array();
+	json_t *list = NULL;
 	const char *p = PQgetvalue(res, 0, col), *comma;
 
-	if (list == NULL || PQgetisnull(res, 0, col))
+	if (PQgetisnull(res, 0, col))
+		return json_null();
+	list = json_array();
+	if (list == NULL || *p == '\0')
 		return list;
 	for (;;) {
 		comma = strchr(p, ',');
@@ -823,8 +852,8 @@ out:
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
-	char expires[24], endpoint[24], account[24];
-	const char *params[6];
+	char expires[24], endpoint[24], account[24], index[16];
+	const char *params[7];
 	enum store_acme_object obj = in->object;
 	enum store_acme_stmt stmt;
 	const char *sql;
@@ -870,6 +899,10 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	}
 	if (obj != STORE_ACME_OBJ_NONE && obj != STORE_ACME_OBJ_FACTS) {
 		params[nparams++] = in->public_id != NULL ? in->public_id : "";
+		if (obj == STORE_ACME_OBJ_DERIVED_AUTHZ) {
+			snprintf(index, sizeof(index), "%d", in->authz_index);
+			params[nparams++] = index;
+		}
 	}
 	if (in->account_id != 0 && obj != STORE_ACME_OBJ_NONE)
 		params[nparams++] = in->key_thumbprint != NULL ? in->key_thumbprint : "";
@@ -1077,12 +1110,14 @@ store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t accoun
 #define SA_ORDER_ASYNC_COMMIT "s AS (SELECT set_config('synchronous_commit', 'off', true) AS v),"
 #define SA_ORDER_ASYNC_COMMIT_READ "(SELECT v FROM s) IS NOT NULL"
 
-/* The order ($1-$9) of a newOrder that replaces nothing, inserted as o. */
-#define SA_ORDER_INSERT                                                                            \
+/* The order ($1-$9) of a newOrder that replaces nothing, inserted as o;
+ * derived: SQL true when its authorizations are derived from it (no rows:
+ * migration 009), else false. */
+#define SA_ORDER_INSERT(derived)                                                                   \
 	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers, profile_id,"  \
-	" term_days, replaces, not_after, expires_at)"                                             \
+	" term_days, replaces, not_after, expires_at, authzs_derived)"                             \
 	" VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6::int, $7,"                         \
-	" to_timestamp($8::double precision), to_timestamp($9::double precision))"                 \
+	" to_timestamp($8::double precision), to_timestamp($9::double precision), " derived ")"   \
 	" RETURNING id, account_id, expires_at)"
 
 /* The authorizations ($10) and challenges of the order inserted as o. */
@@ -1144,18 +1179,12 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 {
 	/* An order that replaces nothing: the plain INSERT. */
 	static const char sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT "," SA_ORDER_CREATE_AUTHZS
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT("false") "," SA_ORDER_CREATE_AUTHZS
 	    " SELECT o.id FROM o WHERE " SA_ORDER_ASYNC_COMMIT_READ;
-	/* The same when no authorization has a challenge (every name already
-	 * validated, the common case of a DCV-validated domain): the authzs
-	 * straight from $10, no challenge INSERT to start and run empty. */
-	static const char no_challenges_sql[] =
-	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT ","
-	    " z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
-	    " id_value, wildcard, expires_at)"
-	    " SELECT x.public_id, o.id, o.account_id, x.status, x.type, x.value, x.wildcard,"
-	    " o.expires_at FROM o CROSS JOIN json_to_recordset($10::json) AS x(public_id text,"
-	    " status text, type text, value text, wildcard boolean))"
+	/* Every name already validated (the common case of a DCV-validated
+	 * domain): the order alone, its authorizations derived from it. */
+	static const char derived_sql[] =
+	    "WITH " SA_ORDER_ASYNC_COMMIT SA_ORDER_INSERT("true")
 	    " SELECT o.id FROM o WHERE " SA_ORDER_ASYNC_COMMIT_READ;
 	static const char replacing_sql[] = SA_ORDER_CREATE_REPLACING_SQL;
 	bool replacing = in->replaces_serial != NULL;
@@ -1182,9 +1211,8 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	params[10] = in->replaces_serial;
 	if (replacing)
 		res = store_acme_exec(db, SA_ORDER_CREATE_REPLACING, replacing_sql, 11, params);
-	else if (in->without_challenges)
-		res = store_acme_exec(db, SA_ORDER_CREATE_NO_CHALLENGES, no_challenges_sql, 10,
-		    params);
+	else if (in->authzs_derived)
+		res = store_acme_exec(db, SA_ORDER_CREATE_DERIVED_AUTHZS, derived_sql, 9, params);
 	else
 		res = store_acme_exec(db, SA_ORDER_CREATE, sql, 10, params);
 	if (res == NULL)
@@ -1270,6 +1298,26 @@ store_acme_authz_deactivate(struct db *db, int64_t authz_id)
 
 	params[0] = store_acme_id(authz, authz_id);
 	return store_acme_changed(db, SA_AUTHZ_DEACTIVATE, sql, 1, params);
+}
+
+int
+store_acme_derived_authz_deactivate(struct db *db, int64_t order_id, int index)
+{
+	/* Guarded by the state it leaves: an index not yet deactivated. */
+	static const char sql[] =
+	    "UPDATE acme_orders SET authzs_deactivated = array_append(authzs_deactivated,"
+	    " $2::smallint), status = CASE WHEN status IN ('pending', 'ready') THEN 'invalid'"
+	    " ELSE status END"
+	    " WHERE id = $1::bigint AND authzs_derived AND $2::smallint >= 0"
+	    " AND $2::smallint < jsonb_array_length(identifiers)"
+	    " AND NOT coalesce($2::smallint = ANY (authzs_deactivated), false) RETURNING id";
+	char order[24], index_text[16];
+	const char *params[2];
+
+	snprintf(index_text, sizeof(index_text), "%d", index);
+	params[0] = store_acme_id(order, order_id);
+	params[1] = index_text;
+	return store_acme_changed(db, SA_DERIVED_AUTHZ_DEACTIVATE, sql, 2, params);
 }
 
 int

@@ -26,11 +26,22 @@
  *              one invalid read as such),"identifiers":[{"type","value"}],
  *              "profile_id","profile","term_days","replaces","not_before",
  *              "not_after","expires","error","certificate_id",
- *              "authzs":[public_id..]}
+ *              "authzs":[public_id..] or null when the order's
+ *              authorizations are derived from it (below)}
  *   authz     {"id","public_id","order_id","account_id","status"
  *              (effective: 'expired' once past expires while pending),
  *              "type","value","wildcard","expires","challenges":[{"id",
  *              "public_id","type","token","status","validated","error"}]}
+ *              A derived one (STORE_ACME_OBJ_DERIVED_AUTHZ) has no "id"
+ *              nor "public_id" but "index"; its status is "valid" or
+ *              "deactivated", its challenges [].
+ *
+ * Derived authorizations (migration 009): an order whose names were all
+ * validated beforehand (no challenge, no RFC 9773 "replaces") is stored
+ * without authorization rows. Its authorization number i (the index of the
+ * identifier in the order's "identifiers") is named by the order's public
+ * id and i, is valid from birth, has the identifier of the order (a
+ * wildcard without its "*." and "wildcard":true) and the order's expiry.
  *   challenge {"id","public_id","account_id","authz_id","authz_public_id",
  *              "authz_status","type","token","status","validated","error"}
  */
@@ -76,6 +87,8 @@ enum store_acme_object {
 	STORE_ACME_OBJ_NONE,
 	STORE_ACME_OBJ_ORDER,	/* order */
 	STORE_ACME_OBJ_AUTHZ,	/* authz */
+	STORE_ACME_OBJ_DERIVED_AUTHZ, /* authz: number authz_index of the order
+				   public_id, when derived (above) */
 	STORE_ACME_OBJ_CHALL,	/* challenge */
 	STORE_ACME_OBJ_CERT,	/* {"account_id","cert_status","cert_der" (hex)} of
 				   the certificate of the order with that public id */
@@ -99,6 +112,7 @@ struct store_acme_auth_in {
 	const char *key_thumbprint;
 	enum store_acme_object object;
 	const char *public_id;	/* of the object */
+	int authz_index;	/* DERIVED_AUTHZ: the identifier's index */
 };
 
 struct store_acme_auth_out {
@@ -191,11 +205,11 @@ struct store_acme_order_new {
 	int64_t not_after;		/* unix time, 0: not asked */
 	int64_t expires;		/* unix time: order and authorizations */
 	/* JSON array text: [{"public_id","status","type","value","wildcard",
-	 * "challenges":[{"public_id","type","token"}]}] */
+	 * "challenges":[{"public_id","type","token"}]}]; unused when derived */
 	const char *authzs;
-	/* true: every authorization's "challenges" is empty (a shorter
-	 * statement stores them); false: any may carry challenges */
-	bool without_challenges;
+	/* true: every name was validated beforehand: no authorization rows,
+	 * they are derived from the order (above). Not with replaces_serial. */
+	bool authzs_derived;
 };
 
 /* Why an order replacing a certificate was not stored. */
@@ -239,6 +253,11 @@ int store_acme_order_set(struct db *db, int64_t order_id, const char *from, cons
 /* Deactivates a pending or valid authorization and invalidates its order
  * when that was pending or ready. 1, 0 (not in such a state), -1. */
 int store_acme_authz_deactivate(struct db *db, int64_t authz_id)
+    __attribute__((warn_unused_result));
+/* Deactivates derived authorization `index` of order_id (remembered in
+ * the order row) and invalidates the order when it was pending or ready.
+ * 1, 0 (no such derived authorization, or already deactivated), -1. */
+int store_acme_derived_authz_deactivate(struct db *db, int64_t order_id, int index)
     __attribute__((warn_unused_result));
 /* Moves a pending challenge of a pending, unexpired authorization to
  * 'processing'. 1 (the caller hands it to the validator), 0, -1. */

@@ -2,7 +2,8 @@
  * retention.h: keeps the ACME tables bounded.
  *
  * acme_orders, acme_authzs and acme_challenges get rows at every newOrder
- * and lose none on their own. One thread per instance, with its own database
+ * (acme_orders alone when the authorizations are derived from the order:
+ * store_acme.h) and lose none on their own. One thread per instance, with its own database
  * connection, wakes every retention_interval seconds (the first pass a
  * minute after start, or sooner with a shorter interval) and deletes, in
  * batches of RETENTION_BATCH orders (one statement and one transaction

@@ -4,7 +4,8 @@
  *
  * URLs: /acme/<endpoint>/ + directory, new-nonce, new-account, new-order,
  * revoke-cert, key-change, renewal-info/<certID>, acct/<id>,
- * acct/<id>/orders, order/<id>, order/<id>/finalize, authz/<id>, chall/<id>,
+ * acct/<id>/orders, order/<id>, order/<id>/finalize, authz/<id> (or a derived
+ * authorization's authz/<order id>.<index>, store_acme.h), chall/<id>,
  * cert/<id>. <endpoint> is the name of an active ACME endpoint; object ids
  * other than accounts' are random (acme_public_id()).
  *
@@ -944,6 +945,7 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	}
 	in.object = obj;
 	in.public_id = public_id;
+	in.authz_index = r->authz_index;
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
 		acme_jws_verifier_free(held);
 		acme_db_failure(r, "nonce and account");
@@ -1075,7 +1077,15 @@ acme_route_post(struct acme_request *r, char **seg, int n)
 		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_FINALIZE, seg[1]) == 0)
 			acme_finalize(r);
 	} else if (n == 2 && strcmp(what, "authz") == 0) {
-		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_AUTHZ, seg[1]) == 0)
+		/* a stored authorization's public id, or a derived one's
+		 * <order>.<index>; anything else with the separator is no
+		 * authorization: authenticated all the same, then 404 */
+		enum store_acme_object obj = STORE_ACME_OBJ_AUTHZ;
+
+		if (strchr(seg[1], ACME_DERIVED_AUTHZ_SEP[0]) != NULL)
+			obj = acme_derived_authz_parse(seg[1], &r->authz_index)
+			    ? STORE_ACME_OBJ_DERIVED_AUTHZ : none;
+		if (acme_authenticate(r, ACME_AUTH_KID, obj, obj == none ? NULL : seg[1]) == 0)
 			acme_authz(r);
 	} else if (n == 2 && strcmp(what, "chall") == 0) {
 		if (acme_authenticate(r, ACME_AUTH_KID, STORE_ACME_OBJ_CHALL, seg[1]) == 0)

@@ -110,6 +110,8 @@ struct acme_request {
 	/* newOrder, finalize: the policy facts generation read with the
 	 * account (store_acme.h), for facts_get() / ra_enroll() */
 	int64_t facts_generation;
+	/* authz/<order>.<index>: the index (acme_derived_authz_parse()) */
+	int authz_index;
 	/* last, and only profiles[0..ep.n_profiles) are set: acme_handle()
 	 * neither zeroes nor copies the unused profile slots (~23 kB) */
 	struct acme_endpoint ep;
@@ -162,6 +164,14 @@ void acme_new_order(struct acme_request *r);
 void acme_orders(struct acme_request *r, const char *account_id);
 void acme_order(struct acme_request *r);
 void acme_finalize(struct acme_request *r);
+/* A derived authorization's URL id (store_acme.h) is the order's public id,
+ * this separator - never in a public id (base64url) - and the identifier's
+ * index in decimal. */
+#define ACME_DERIVED_AUTHZ_SEP "."
+/* Whether id (of authz/<id>) names a derived authorization: exactly a
+ * public id, the separator and an index below the identifier limit, no
+ * leading zero. Then *index is set and id cut to the order's public id. */
+bool acme_derived_authz_parse(char *id, int *index);
 void acme_authz(struct acme_request *r);
 void acme_chall(struct acme_request *r);
 void acme_cert(struct acme_request *r);

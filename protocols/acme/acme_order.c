@@ -12,7 +12,10 @@
  * authorization per identifier and their challenges go in as one statement.
  * When the endpoint says skip_challenges_when_dcv_validated and the domain
  * deciding for a name has passed DCV for the organization, its authorization
- * is born 'valid' (with no challenges) and an order of such names 'ready'.
+ * is born 'valid' (with no challenges) and an order of such names 'ready';
+ * such an order (unless it replaces a certificate) stores no authorization
+ * rows: they are derived from the order (store_acme.h), at
+ * authz/<order public id>.<index>, and read and deactivated through it.
  *
  * Challenges offered: dns names http-01, dns-01, tls-alpn-01; wildcards
  * dns-01 only; ip addresses http-01 and tls-alpn-01 (RFC 8738 §7).
@@ -172,6 +175,12 @@ acme_order_json(const struct acme_request *r, const json_t *o)
 		json_object_set_new(out, "replaces", json_string(acme_json_str(o, "replaces")));
 	if (json_is_object(json_object_get(o, "error")))
 		json_object_set(out, "error", json_object_get(o, "error"));
+	if (json_is_null(authzs) || authzs == NULL) {
+		/* derived from the order (store_acme.h) */
+		for (i = 0; i < json_array_size(json_object_get(o, "identifiers")); i++)
+			json_array_append_new(urls,
+			    acme_url_json(r, "authz/%s" ACME_DERIVED_AUTHZ_SEP "%zu", public_id, i));
+	}
 	json_array_foreach(authzs, i, item)
 	{
 		if (json_is_string(item))
@@ -486,7 +495,7 @@ acme_new_order(struct acme_request *r)
 	char replaces_serial[41];
 	enum store_acme_replace_refusal refusal;
 	int n, i, term, refused = 0, created;
-	bool all_valid = true;
+	bool all_valid = true, derived;
 
 	memset(&facts, 0, sizeof(facts));
 	if (!json_is_object(payload)) {
@@ -623,11 +632,16 @@ acme_new_order(struct acme_request *r)
 			json_pack("{s:s, s:s}", "type", ids[i].type, "value", ids[i].name.value)) !=
 		    0)
 			goto oom;
-	if (acme_public_id(public_id) != 0 || acme_order_authzs(ids, n, authzs, public_ids) != 0)
+	/* Every name validated beforehand, and no RFC 9773 claim to make (a
+	 * statement of its own): the authorizations are derived from the order
+	 * (store_acme.h), no row each. */
+	derived = all_valid && replaces == NULL;
+	if (acme_public_id(public_id) != 0 ||
+	    (!derived && acme_order_authzs(ids, n, authzs, public_ids) != 0))
 		goto oom;
 	identifiers_text = json_dumps(identifiers, JSON_COMPACT);
-	authzs_text = json_dumps(authzs, JSON_COMPACT);
-	if (identifiers_text == NULL || authzs_text == NULL)
+	authzs_text = derived ? NULL : json_dumps(authzs, JSON_COMPACT);
+	if (identifiers_text == NULL || (!derived && authzs_text == NULL))
 		goto oom;
 	expires = (int64_t)time(NULL) + ACME_ORDER_LIFETIME;
 	memset(&in, 0, sizeof(in));
@@ -642,7 +656,7 @@ acme_new_order(struct acme_request *r)
 	in.not_after = not_after;
 	in.expires = expires;
 	in.authzs = authzs_text;
-	in.without_challenges = all_valid; /* a challenge only where not skipped */
+	in.authzs_derived = derived;
 	created = store_acme_order_create(r->door->db, &in, &order_id, &refusal);
 	if (created < 0) {
 		acme_db_failure(r, "order create");
@@ -672,7 +686,7 @@ acme_new_order(struct acme_request *r)
 	order = json_pack("{s:I, s:s, s:I, s:s, s:O, s:s, s:s, s:O}", "id", (json_int_t)order_id,
 	    "public_id", public_id, "account_id", (json_int_t)r->account_id, "status", in.status,
 	    "identifiers", identifiers, "profile", profile->name, "expires", expires_text, "authzs",
-	    public_ids);
+	    derived ? json_null() : public_ids);
 	if (order == NULL)
 		goto oom;
 	if (not_after != 0) {
@@ -1032,6 +1046,44 @@ out:
 
 /* ---------- authorizations and challenges ---------- */
 
+static bool
+acme_b64url_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	    c == '-' || c == '_';
+}
+
+bool
+acme_derived_authz_parse(char *id, int *index)
+{
+	char *sep = strchr(id, ACME_DERIVED_AUTHZ_SEP[0]);
+	const char *digits;
+	size_t i, len;
+	int v = 0;
+
+	*index = -1;
+	if (sep == NULL || (size_t)(sep - id) != ACME_PUBLIC_ID_LEN - 1)
+		return false;
+	for (i = 0; id + i < sep; i++)
+		if (!acme_b64url_char(id[i]))
+			return false;
+	digits = sep + 1;
+	len = strlen(digits);
+	/* decimal, no sign, no leading zero, below the identifier limit */
+	if (len == 0 || len > 3 || (len > 1 && digits[0] == '0'))
+		return false;
+	for (i = 0; i < len; i++) {
+		if (digits[i] < '0' || digits[i] > '9')
+			return false;
+		v = v * 10 + (digits[i] - '0');
+	}
+	if (v >= ACME_MAX_IDENTIFIERS)
+		return false;
+	*sep = '\0';
+	*index = v;
+	return true;
+}
+
 void
 acme_authz(struct acme_request *r)
 {
@@ -1050,7 +1102,11 @@ acme_authz(struct acme_request *r)
 			    "an authorization's status can only be set to \"deactivated\"");
 			goto out;
 		}
-		changed = store_acme_authz_deactivate(r->door->db, acme_json_id(authz, "id"));
+		if (json_object_get(authz, "index") != NULL)
+			changed = store_acme_derived_authz_deactivate(r->door->db,
+			    acme_json_id(authz, "order_id"), (int)acme_json_id(authz, "index"));
+		else
+			changed = store_acme_authz_deactivate(r->door->db, acme_json_id(authz, "id"));
 		if (changed < 0) {
 			acme_db_failure(r, "authz deactivate");
 			goto out;

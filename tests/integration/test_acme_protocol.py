@@ -510,7 +510,11 @@ class AcmeFlowTest(AcmeBase):
         after = counts(self.d)
         self.assertEqual(after["certificates"], before["certificates"] + 1)
         self.assertEqual(after["acme_orders"], before["acme_orders"] + 1)
-        self.assertEqual(after["acme_authzs"], before["acme_authzs"] + 2)
+        # every name was validated: the authorizations are derived from the
+        # order, no row each (migration 009)
+        self.assertEqual(after["acme_authzs"], before["acme_authzs"])
+        self.assertEqual(order["authorizations"],
+                         [order_url.replace("/order/", "/authz/") + ".%d" % i for i in (0, 1)])
 
         # orders list
         lst = c.get(r.json["orders"] if "orders" in r.json else acct_url + "/orders")
@@ -992,6 +996,197 @@ class AcmeRefusalTest(AcmeBase):
         self.assertProblem(r, 400, "malformed")
 
 
+class AcmeDerivedAuthzTest(AcmeBase):
+    """Authorizations of an order whose names were all validated beforehand
+    are derived from the order (authz/<order public id>.<index>), not
+    stored (migration 009)."""
+
+    def order_row(self, resp):
+        pid = resp.headers["location"].rsplit("/", 1)[1]
+        return self.d.sql("SELECT id, status, authzs_derived, authzs_deactivated"
+                          " FROM acme_orders WHERE public_id = '%s'" % pid)[0]
+
+    def test_same_answer_as_a_stored_authorization(self):
+        """A derived authorization answers byte for byte what the row that
+        newOrder stored before migration 009 answers (status, expires,
+        identifier, wildcard, challenges []): the order is rewritten into
+        that old form and read again."""
+        c = self.client()
+        names = ["same." + self.domain, "*." + self.domain, "ip:" + self.ip]
+        before = counts(self.d)
+        r = c.new_order(names)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "ready")
+        self.assertEqual(counts(self.d)["acme_authzs"], before["acme_authzs"])
+        oid, _, derived, _ = self.order_row(r)
+        self.assertEqual(derived, "t")
+        pid = r.headers["location"].rsplit("/", 1)[1]
+        self.assertEqual(r.json["authorizations"],
+                         ["%s/authz/%s.%d" % (c.prefix, pid, i) for i in range(3)])
+        derived_bodies = []
+        for i, az in enumerate(r.json["authorizations"]):
+            a = c.get(az)
+            self.assertEqual(a.status, 200, a)
+            self.assertEqual(a.json["status"], "valid")
+            self.assertEqual(a.json["challenges"], [])
+            self.assertNotIn("retry-after", a.headers)
+            derived_bodies.append(a.body)
+        ident = [json.loads(b)["identifier"] for b in derived_bodies]
+        self.assertEqual(ident, [{"type": "dns", "value": "same." + self.domain},
+                                 {"type": "dns", "value": self.domain},
+                                 {"type": "ip", "value": self.ip}])
+        self.assertIs(json.loads(derived_bodies[1])["wildcard"], True)
+        self.assertNotIn("wildcard", json.loads(derived_bodies[0]))
+        # the order's URL list is the same as the order's own answer
+        self.assertEqual(c.get(r.headers["location"]).json["authorizations"],
+                         r.json["authorizations"])
+        # the old form: one valid row per identifier, as the no-challenge
+        # order create inserted them
+        self.d.sql("UPDATE acme_orders SET authzs_derived = false WHERE id = %s" % oid)
+        rows = [("old%s0" % pid[:12], "dns", "same." + self.domain, "false"),
+                ("old%s1" % pid[:12], "dns", self.domain, "true"),
+                ("old%s2" % pid[:12], "ip", self.ip, "false")]
+        for public_id, typ, value, wildcard in rows:
+            self.d.sql("INSERT INTO acme_authzs (public_id, order_id, account_id, status,"
+                       " id_type, id_value, wildcard, expires_at) SELECT '%s', o.id,"
+                       " o.account_id, 'valid', '%s', '%s', %s, o.expires_at FROM acme_orders o"
+                       " WHERE o.id = %s" % (public_id, typ, value, wildcard, oid))
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.json["authorizations"],
+                         ["%s/authz/%s" % (c.prefix, row[0]) for row in rows])
+        for az, body in zip(o.json["authorizations"], derived_bodies):
+            a = c.get(az)
+            self.assertEqual(a.status, 200, a)
+            self.assertEqual(a.body, body)
+        # an order of the old form has no derived authorizations
+        self.assertProblem(c.get(r.json["authorizations"][0]), 404, "malformed")
+        # and still finalizes
+        f = c.finalize(o.json, make_csr(Key("ec"), names))
+        self.assertEqual(f.status, 200, f)
+        self.assertEqual(f.json["status"], "valid", f)
+
+    def test_refusals_write_nothing(self):
+        owner = self.client()
+        r = owner.new_order(["mine." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        pid = r.headers["location"].rsplit("/", 1)[1]
+        az = r.json["authorizations"][0]
+        self.assertEqual(az, "%s/authz/%s.0" % (owner.prefix, pid))
+        other = self.client()
+        before, row = counts(self.d), self.order_row(r)
+        # what an unknown stored authorization answers
+        unknown = owner.get("%s/authz/%s" % (owner.prefix, "A" * 22))
+        self.assertProblem(unknown, 404, "malformed")
+        for bad in (pid + ".1", pid + ".99", pid + ".100", pid + ".01", pid + ".-1",
+                    pid + ".+0", pid + ".", pid + ".0.0", pid + "..0", pid[:-1] + ".0",
+                    pid + "A.0", pid[:-1] + "!.0", ".0", "A" * 22 + ".0"):
+            g = owner.get("%s/authz/%s" % (owner.prefix, bad))
+            self.assertProblem(g, 404, "malformed")
+            self.assertEqual(g.json, unknown.json, bad)
+            d = owner.post("%s/authz/%s" % (owner.prefix, bad), {"status": "deactivated"})
+            self.assertProblem(d, 404, "malformed")
+        # another account: 404, for reading and for deactivating
+        g = other.get(az)
+        self.assertProblem(g, 404, "malformed")
+        self.assertEqual(g.json, unknown.json)
+        self.assertProblem(other.post(az, {"status": "deactivated"}), 404, "malformed")
+        # the owner, with a status other than deactivated
+        self.assertProblem(owner.post(az, {"status": "valid"}), 400, "malformed")
+        self.assertEqual(counts(self.d), before)
+        self.assertEqual(self.order_row(r), row)
+        self.assertEqual(row[1:], ("ready", "t", None))
+        self.assertEqual(owner.get(az).json["status"], "valid")
+
+    def test_deactivation(self):
+        c = self.client()
+        names = ["d1." + self.domain, "d2." + self.domain]
+        r = c.new_order(names)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "ready")
+        before = counts(self.d)
+        d = c.post(r.json["authorizations"][1], {"status": "deactivated"})
+        self.assertEqual(d.status, 200, d)
+        self.assertEqual(d.json["status"], "deactivated")
+        self.assertEqual(d.json["identifier"], {"type": "dns", "value": names[1]})
+        # remembered in the order row, the order invalid, no row added
+        self.assertEqual(self.order_row(r)[1:], ("invalid", "t", "{1}"))
+        self.assertEqual(counts(self.d), before)
+        self.assertEqual(c.get(r.json["authorizations"][1]).json["status"], "deactivated")
+        self.assertEqual(c.get(r.json["authorizations"][0]).json["status"], "valid")
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.json["status"], "invalid", o)
+        # once only
+        again = c.post(r.json["authorizations"][1], {"status": "deactivated"})
+        self.assertProblem(again, 400, "malformed")
+        self.assertEqual(self.order_row(r)[1:], ("invalid", "t", "{1}"))
+        # the other one is still valid, so it can be deactivated too
+        d = c.post(r.json["authorizations"][0], {"status": "deactivated"})
+        self.assertEqual(d.status, 200, d)
+        self.assertEqual(self.order_row(r)[1:], ("invalid", "t", "{1,0}"))
+        # a finalize afterwards issues nothing
+        f = c.finalize(r.json, make_csr(Key("ec"), names))
+        self.assertProblem(f, 403, "orderNotReady")
+        self.assertEqual(counts(self.d), before)
+
+    def test_deactivation_after_issuance(self):
+        """As for a stored authorization: a valid order stays valid."""
+        c = self.client()
+        names = ["di." + self.domain]
+        order, _, _ = self.issue(c, names)
+        d = c.post(order["authorizations"][0], {"status": "deactivated"})
+        self.assertEqual(d.status, 200, d)
+        self.assertEqual(d.json["status"], "deactivated")
+        pid = order["finalize"].split("/")[-2]
+        self.assertEqual(self.d.sql("SELECT status, authzs_deactivated FROM acme_orders"
+                                    " WHERE public_id = '%s'" % pid)[0], ("valid", "{0}"))
+
+
+class AcmeDerivedAuthzUpgradeTest(AcmeBase):
+
+    def test_migration_009_on_orders_with_rows(self):
+        """Migration 009 on a database holding orders with authorization
+        rows (before 009 every order had them): they keep working."""
+        d = self.d
+        c = self.client()
+        slow = self.client(endpoint=self.slow)
+        names = ["up." + self.domain]
+        ready = c.new_order(names)
+        self.assertEqual(ready.status, 201, ready)
+        pending = slow.new_order(["up-p." + self.domain])
+        self.assertEqual(pending.status, 201, pending)
+        pid = ready.headers["location"].rsplit("/", 1)[1]
+        d.stop()
+        # the ready order as newOrder stored it before 009: one valid row
+        d.sql("INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"
+              " id_value, wildcard, expires_at) SELECT 'up%s', o.id, o.account_id, 'valid',"
+              " 'dns', '%s', false, o.expires_at FROM acme_orders o WHERE o.public_id = '%s'"
+              % (pid[:20], names[0], pid))
+        d.sql("ALTER TABLE acme_orders DROP COLUMN authzs_derived,"
+              " DROP COLUMN authzs_deactivated;"
+              " DELETE FROM schema_migrations WHERE name LIKE '009%'")
+        d.start()
+        self.assertEqual(d.count("schema_migrations", "name LIKE '009%'"), 1)
+        self.assertEqual(d.count("acme_orders", "authzs_derived"), 0)
+        c.nonce = slow.nonce = None
+        o = c.get(ready.headers["location"])
+        self.assertEqual(o.json["status"], "ready", o.json)
+        self.assertEqual(o.json["authorizations"], ["%s/authz/up%s" % (c.prefix, pid[:20])])
+        self.assertEqual(c.get(o.json["authorizations"][0]).json["status"], "valid")
+        p = slow.get(pending.headers["location"])
+        self.assertEqual(p.json["authorizations"], pending.json["authorizations"])
+        a = slow.get(p.json["authorizations"][0])
+        self.assertEqual(a.json["status"], "pending", a.json)
+        self.assertTrue(a.json["challenges"], a.json)
+        f = c.finalize(o.json, make_csr(Key("ec"), names))
+        self.assertEqual(f.status, 200, f)
+        self.assertEqual(f.json["status"], "valid", f.json)
+        # and a new order of validated names has derived authorizations
+        r = c.new_order(["up2." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        self.assertTrue(r.json["authorizations"][0].endswith(
+            "/authz/%s.0" % r.headers["location"].rsplit("/", 1)[1]))
+
+
 class AcmeAdminTest(AcmeBase):
     """The admin routes of the ACME door: EAB keys and accounts, in scope."""
 
@@ -1463,6 +1658,17 @@ class AcmeTwoInstancesTest(AcmeBase):
         r2 = c.request("POST", url, c.jws(url, payload, nonce=n),
                        {"Content-Type": "application/jose+json"})
         self.assertProblem(r2, 400, "badNonce")
+        # a derived authorization deactivated through one instance reads
+        # deactivated through the other (remembered in the database)
+        r = c.new_order(["two-d." + self.domain])
+        self.assertEqual(r.status, 201, r)
+        t0 = c.turn
+        d = c.post(r.json["authorizations"][0], {"status": "deactivated"})
+        self.assertEqual(d.status, 200, d)
+        g = c.get(r.json["authorizations"][0])
+        self.assertEqual(c.turn - t0, 2, "not one request per instance")
+        self.assertEqual(g.json["status"], "deactivated", g)
+        self.assertEqual(c.get(r.headers["location"]).json["status"], "invalid")
         # both instances really served ACME requests
         for d in (d1, d2):
             self.assertGreaterEqual(len(re.findall(r"POST /acme/\S+ 20[01] ", d.logs())), 3)
