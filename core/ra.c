@@ -94,7 +94,7 @@ static const char ra_facts_sql[] =
 	" to_timestamp($16::double precision), to_timestamp($17::double precision),"               \
 	" $18::bytea, $19) RETURNING " returning "),"                                              \
 	" ord AS (UPDATE acme_orders o SET certificate_id = (SELECT id FROM c),"                   \
-	" status = CASE WHEN $1 = 'issued' THEN 'valid' ELSE 'processing' END"                     \
+	" status = CASE WHEN $1::text = 'issued' THEN 'valid' ELSE 'processing' END"               \
 	" WHERE o.id = CASE WHEN $19 LIKE 'acme-order:%' THEN substr($19, 12)::bigint END"         \
 	" AND o.status IN ('pending', 'ready', 'processing')),"                                    \
 	" a AS (INSERT INTO audit_log (actor, action, object_type, object_id, org_id, dept_id,"    \
