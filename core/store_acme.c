@@ -425,18 +425,32 @@ out:
  * enum store_acme_auth_col; all of it, SA_AUTH_ACCOUNT_REST, only for
  * STORE_ACME_OBJ_NONE: only the account routes answer with the account
  * object), the object as JSON text after them. */
+/*
+ * The nonce is consumed by a plain INSERT: a data-modifying CTE runs to
+ * completion whether or not the query reads it, and a nonce used before (by
+ * this instance or any other on the database, older versions included: the
+ * primary key decides) fails the statement with unique_violation on
+ * acme_nonces_pkey, which store_acme_auth() answers as a stale nonce; a
+ * concurrent use of the same nonce waits for the first and fails the same
+ * way. Nothing else is read or written then. Measured against the former
+ * "ON CONFLICT (nonce) DO NOTHING RETURNING 1" read back by EXISTS
+ * (callgrind, one backend, libpq, generic plan): 26k fewer instructions per
+ * statement, a third of the nonce's cost (no speculative insertion, no
+ * extra probe of the primary key, no CTE scan).
+ */
 #define SA_AUTH_WITH                                                                               \
 	"WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"                                   \
-	" VALUES ($1, to_timestamp($2::double precision))"                                         \
-	" ON CONFLICT (nonce) DO NOTHING RETURNING 1)"
+	" VALUES ($1, to_timestamp($2::double precision)))"
 
 /* What every request needs of the account; the key's JWK only when its
  * thumbprint is not `held` (a text parameter: the thumbprint of the key the
  * caller already holds parsed, '' for none), so a request whose account key
  * is cached transfers and parses no JWK, while a key changed meanwhile (by
- * any instance) comes back with the row that says so. */
+ * any instance) comes back with the row that says so. The first column,
+ * SA_COL_NONCE_FRESH, is true: a row means the nonce was fresh
+ * (SA_AUTH_WITH). */
 #define SA_AUTH_SELECT(held)                                                                       \
-	" SELECT EXISTS (SELECT 1 FROM n), a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint," \
+	" SELECT true, a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint,"                    \
 	" CASE WHEN a.key_thumbprint = " held "::text THEN NULL ELSE a.jwk::text END"
 
 /* The rest of the account, for the requests that may answer with the
@@ -490,6 +504,13 @@ enum store_acme_auth_col {
 	SA_COL_ORDER_CERTIFICATE_ID,
 	SA_COL_ORDER_AUTHZS,
 	SA_COL_ORDER_GENERATION, /* FINALIZE */
+	/* STORE_ACME_OBJ_DERIVED_AUTHZ */
+	SA_COL_DERIVED_ORDER_ID = SA_COL_OBJECT,
+	SA_COL_DERIVED_ACCOUNT_ID,
+	SA_COL_DERIVED_DEACTIVATED,
+	SA_COL_DERIVED_TYPE,
+	SA_COL_DERIVED_VALUE,
+	SA_COL_DERIVED_EXPIRES,
 };
 
 /* Whole seconds since the epoch of a timestamptz SQL expression (NULL stays
@@ -514,10 +535,6 @@ enum store_acme_auth_col {
 	" WHERE z.order_id = o.id), '') END"
 #define SA_ORDER_JOIN                                                                              \
 	" LEFT JOIN (acme_orders o JOIN profiles p ON p.id = o.profile_id) ON o.public_id = $5"
-
-/* Whether identifier $6 of order o is a wildcard: its authorization's
- * value is the name without "*." (as acme_order.c stores it). */
-#define SA_DERIVED_WILDCARD "left(o.identifiers -> $6::int ->> 'value', 2) = '*.'"
 
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
@@ -544,18 +561,19 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " FROM acme_authzs z WHERE z.public_id = $5)::text" SA_AUTH_FROM_KID,
 	/* Authorization $6 (an identifier's index) of the order with public
 	 * id $5, when that order's authorizations are derived (migration
-	 * 009): the same shape as a stored one born valid, plus the order's
-	 * id and the index; no 'id'. $7 the cached key's thumbprint. */
+	 * 009), as plain columns (SA_COL_DERIVED_*) that
+	 * store_acme_auth_derived_authz() shapes like a stored authorization
+	 * born valid, plus the order's id and the index; no 'id'. $7 the
+	 * cached key's thumbprint. Built in SQL (json_build_object, to_char,
+	 * the identifier looked up five times) and parsed again by jansson,
+	 * the statement cost 42k more instructions per execution (callgrind,
+	 * one backend). */
 	[STORE_ACME_OBJ_DERIVED_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$7")
-	    ", (SELECT json_build_object('order_id', o.id, 'index', $6::int,"
-	    " 'account_id', o.account_id, 'status', CASE WHEN $6::smallint"
-	    " = ANY (o.authzs_deactivated) THEN 'deactivated' ELSE 'valid' END,"
-	    " 'type', o.identifiers -> $6::int ->> 'type', 'value', CASE WHEN " SA_DERIVED_WILDCARD
-	    " THEN substr(o.identifiers -> $6::int ->> 'value', 3)"
-	    " ELSE o.identifiers -> $6::int ->> 'value' END, 'wildcard', " SA_DERIVED_WILDCARD ","
-	    " 'expires', " SA_TS("o.expires_at") ", 'challenges', '[]'::json)"
-	    " FROM acme_orders o WHERE o.public_id = $5 AND o.authzs_derived AND $6::int >= 0"
-	    " AND $6::int < jsonb_array_length(o.identifiers))::text" SA_AUTH_FROM_KID,
+	    ", o.id, o.account_id, $6::smallint = ANY (o.authzs_deactivated),"
+	    " o.identifiers -> $6::int ->> 'type', o.identifiers -> $6::int ->> 'value', "
+	    SA_EPOCH("o.expires_at") SA_AUTH_FROM_KID
+	    " LEFT JOIN acme_orders o ON o.public_id = $5 AND o.authzs_derived AND $6::int >= 0"
+	    " AND $6::int < jsonb_array_length(o.identifiers)",
 	[STORE_ACME_OBJ_CHALL] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', c.id, 'public_id', c.public_id,"
 	    " 'account_id', z.account_id, 'authz_id', z.id, 'authz_public_id', z.public_id,"
@@ -564,11 +582,16 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	    " FROM acme_challenges c JOIN acme_authzs z ON z.id = c.authz_id"
 	    " WHERE c.public_id = $5)::text" SA_AUTH_FROM_KID,
 	/* as plain columns (SA_COL_CERT_*), not JSON: the certificate's hex
-	 * is most of the row, and neither side then escapes nor parses it */
+	 * is most of the row, and neither side then escapes nor parses it.
+	 * The order names its certificate row (certificate_id: set in the
+	 * statement that inserts the row, ra.c, and by every older version
+	 * since migration 003), so the row comes by its primary key, not by
+	 * 'acme-order:' || o.id on the idempotency key: 8.8k fewer
+	 * instructions per execution (callgrind, one backend). */
 	[STORE_ACME_OBJ_CERT] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", o.account_id, c.status, encode(c.cert_der, 'hex')" SA_AUTH_FROM_KID
-	    " LEFT JOIN (acme_orders o JOIN certificates c"
-	    " ON c.idempotency_key = 'acme-order:' || o.id) ON o.public_id = $5",
+	    " LEFT JOIN (acme_orders o JOIN certificates c ON c.id = o.certificate_id)"
+	    " ON o.public_id = $5",
 	/* newOrder: no object, the facts generation (core/facts.h) */
 	[STORE_ACME_OBJ_FACTS] = SA_AUTH_WITH SA_AUTH_SELECT("$5")
 	    ", NULL::text, " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID,
@@ -809,6 +832,42 @@ store_acme_auth_cert(PGresult *res, json_t **out)
 	return 0;
 }
 
+/* The derived authorization (SA_COL_DERIVED_*) of index `index` into *out,
+ * the shape the former json_build_object() gave it: a wildcard's value
+ * without its "*.", challenges none; NULL when the statement found no such
+ * order. 0 or -1. */
+static int
+store_acme_auth_derived_authz(PGresult *res, int index, json_t **out)
+{
+	const char *value = NULL;
+	bool wildcard = false;
+
+	*out = NULL;
+	if (PQgetisnull(res, 0, SA_COL_DERIVED_ORDER_ID))
+		return 0;
+	if (!PQgetisnull(res, 0, SA_COL_DERIVED_VALUE)) {
+		value = PQgetvalue(res, 0, SA_COL_DERIVED_VALUE);
+		wildcard = strncmp(value, "*.", 2) == 0;
+	}
+	/* "o" steals each reference, also when json_pack fails */
+	*out = json_pack("{s:o, s:i, s:o, s:s, s:o, s:o, s:o, s:o, s:[]}",
+	    "order_id", store_acme_column_id(res, SA_COL_DERIVED_ORDER_ID),
+	    "index", index,
+	    "account_id", store_acme_column_id(res, SA_COL_DERIVED_ACCOUNT_ID),
+	    "status", strcmp(PQgetvalue(res, 0, SA_COL_DERIVED_DEACTIVATED), "t") == 0
+		? "deactivated" : "valid",
+	    "type", store_acme_column_str(res, SA_COL_DERIVED_TYPE),
+	    "value", value == NULL ? json_null() : json_string(wildcard ? value + 2 : value),
+	    "wildcard", value == NULL ? json_null() : json_boolean(wildcard),
+	    "expires", store_acme_column_ts(res, SA_COL_DERIVED_EXPIRES),
+	    "challenges");
+	if (*out == NULL) {
+		log_warnx("json_pack(acme_auth derived authz): out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Is the sentinel row of the nonce key still in acme_nonces? Only crash
  * recovery empties the UNLOGGED table, and crash recovery terminates every
@@ -907,8 +966,14 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	if (in->account_id != 0 && obj != STORE_ACME_OBJ_NONE)
 		params[nparams++] = in->key_thumbprint != NULL ? in->key_thumbprint : "";
 	res = store_acme_exec(db, stmt, sql, nparams, params);
-	if (res == NULL)
+	if (res == NULL) {
+		/* the nonce was used before (SA_AUTH_WITH): nothing loaded */
+		if (strcmp(db->last_sqlstate, "23505") == 0) {
+			out->nonce_fresh = false;
+			rc = 0;
+		}
 		goto out;
+	}
 	if (PQntuples(res) != 1) {
 		log_warnx("PQexecPrepared(acme_auth): %d rows", PQntuples(res));
 		goto out;
@@ -918,6 +983,9 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		goto out;
 	if (obj == STORE_ACME_OBJ_CERT) {
 		if (store_acme_auth_cert(res, &out->object) != 0)
+			goto out;
+	} else if (obj == STORE_ACME_OBJ_DERIVED_AUTHZ) {
+		if (store_acme_auth_derived_authz(res, in->authz_index, &out->object) != 0)
 			goto out;
 	} else if (obj == STORE_ACME_OBJ_ORDER || obj == STORE_ACME_OBJ_FINALIZE) {
 		if (store_acme_auth_order(res, &out->object) != 0)

@@ -806,6 +806,48 @@ class AcmeRefusalTest(AcmeBase):
         r = self.c.post(self.c.directory()["newOrder"], payload, nonce=nonce)
         self.assertProblem(r, 400, "badNonce")
 
+    def test_reused_nonce_every_statement(self):
+        # every form of the auth statement refuses a spent nonce (its
+        # INSERT fails on the primary key) and loads nothing, and the
+        # connection and its prepared statements serve the next request
+        o, _, _ = self.issue(self.c, ["rn." + self.domain])
+        order_url = o["finalize"].rsplit("/", 1)[0]
+        self.before = counts(self.d)
+        cases = [(self.c.directory()["newOrder"],
+                  {"identifiers": [{"type": "dns", "value": "rn." + self.domain}]}),
+                 (order_url, None), (o["authorizations"][0], None),
+                 (o["finalize"], {"csr": "AA"}), (o["certificate"], None),
+                 (self.c.kid, None)]
+        for url, payload in cases:
+            nonce = self.c.new_nonce()
+            r = self.c.post(order_url, None, nonce=nonce)
+            self.assertEqual(r.status, 200, r)
+            r = self.c.post(url, payload, nonce=nonce)
+            self.assertProblem(r, 400, "badNonce")
+        # the jwk form (newAccount of an existing key)
+        nonce = self.c.new_nonce()
+        self.assertEqual(self.c.post(order_url, None, nonce=nonce).status, 200)
+        r = self.c.post(self.c.directory()["newAccount"], {"onlyReturnExisting": True},
+                        nonce=nonce, use_jwk=True)
+        self.assertProblem(r, 400, "badNonce")
+        for url in (order_url, o["authorizations"][0], o["certificate"], self.c.kid):
+            self.assertEqual(self.c.get(url).status, 200, url)
+
+    def test_reused_nonce_older_statement(self):
+        # rolling upgrade: an older enrolld on the same database consumes
+        # nonces with INSERT ... ON CONFLICT (nonce) DO NOTHING RETURNING 1;
+        # a nonce is single-use across both forms, in both directions
+        older = ("WITH n AS (INSERT INTO acme_nonces (nonce, expires_at)"
+                 " VALUES ('%s', now() + interval '1 hour')"
+                 " ON CONFLICT (nonce) DO NOTHING RETURNING 1) SELECT EXISTS (SELECT 1 FROM n)")
+        url = self.c.kid
+        nonce = self.c.new_nonce()
+        self.assertEqual(self.d.sql(older % nonce)[0][0], "t")
+        self.assertProblem(self.c.post(url, None, nonce=nonce), 400, "badNonce")
+        nonce = self.c.new_nonce()
+        self.assertEqual(self.c.post(url, None, nonce=nonce).status, 200)
+        self.assertEqual(self.d.sql(older % nonce)[0][0], "f")
+
     def test_forged_nonce(self):
         # the right shape (40 bytes: random, time, MAC) under another key
         raw = secrets.token_bytes(16) + int(time.time()).to_bytes(8, "big")
