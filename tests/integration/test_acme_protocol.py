@@ -78,6 +78,15 @@ def b64u_dec(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def key_change_inner(url, kid, old, new):
+    """RFC 8555 §7.3.5: the inner JWS of a keyChange to key `new`, signed by
+    it, naming account kid and its old key."""
+    p64 = b64u(json.dumps({"alg": new.alg, "jwk": new.jwk(), "url": url}))
+    pl64 = b64u(json.dumps({"account": kid, "oldKey": old.jwk()}))
+    return {"protected": p64, "payload": pl64,
+            "signature": b64u(new.sign(("%s.%s" % (p64, pl64)).encode()))}
+
+
 class Key:
     """An account or certificate key: 'ec' (P-256, ES256) or 'rsa' (2048, RS256)."""
 
@@ -595,13 +604,7 @@ class AcmeFlowTest(AcmeBase):
         old = c.key
         new = Key("ec")
         url = c.directory()["keyChange"]
-        inner_prot = {"alg": new.alg, "jwk": new.jwk(), "url": url}
-        inner_payload = {"account": c.kid, "oldKey": old.jwk()}
-        p64 = b64u(json.dumps(inner_prot))
-        pl64 = b64u(json.dumps(inner_payload))
-        inner = {"protected": p64, "payload": pl64,
-                 "signature": b64u(new.sign(("%s.%s" % (p64, pl64)).encode()))}
-        r = c.post(url, inner)
+        r = c.post(url, key_change_inner(url, c.kid, old, new))
         self.assertEqual(r.status, 200, r)
         # the old key no longer signs for the account
         r = c.new_order(["kc." + self.domain])
@@ -611,13 +614,7 @@ class AcmeFlowTest(AcmeBase):
         self.assertEqual(r.status, 201, r)
         # rolling over to a key another account holds: 409 with its Location
         other = self.client()
-        inner_prot = {"alg": other.key.alg, "jwk": other.key.jwk(), "url": url}
-        inner_payload = {"account": c.kid, "oldKey": new.jwk()}
-        p64 = b64u(json.dumps(inner_prot))
-        pl64 = b64u(json.dumps(inner_payload))
-        inner = {"protected": p64, "payload": pl64,
-                 "signature": b64u(other.key.sign(("%s.%s" % (p64, pl64)).encode()))}
-        r = c.post(url, inner)
+        r = c.post(url, key_change_inner(url, c.kid, new, other.key))
         self.assertEqual(r.status, 409, r)
         self.assertEqual(r.headers["location"], other.kid)
 
@@ -1639,13 +1636,7 @@ class AcmeTwoInstancesTest(AcmeBase):
         c.via, c.nonce = [d2], None
         new = Key("ec")
         url = c.directory()["keyChange"]
-        inner_prot = {"alg": new.alg, "jwk": new.jwk(), "url": url}
-        inner_payload = {"account": c.kid, "oldKey": old.jwk()}
-        p64 = b64u(json.dumps(inner_prot))
-        pl64 = b64u(json.dumps(inner_payload))
-        inner = {"protected": p64, "payload": pl64,
-                 "signature": b64u(new.sign(("%s.%s" % (p64, pl64)).encode()))}
-        r = c.post(url, inner)
+        r = c.post(url, key_change_inner(url, c.kid, old, new))
         self.assertEqual(r.status, 200, r)
         self.assertGreaterEqual(len(re.findall(r"POST /acme/\S+/key-change 200 ", d2.logs())), 1)
         # A refuses the old key, and writes nothing
