@@ -9,11 +9,19 @@
  * by reference count, so a view built from it needs no lock.
  *
  * The cache is one generation and an array of entries of that generation.
- * A request of another generation (newer: an administrator changed
- * something) drops them all and installs what it loaded; a load that raced
- * with a newer one is used by its own request and installed too (the next
- * request of the newer generation drops it again): every answer is at least
- * as new as the generation its request read, which is what coherence needs.
+ * A request that read an older or the same generation is answered from it
+ * (facts at least as new as what the request read: what coherence needs);
+ * one that read a newer generation (an administrator changed something)
+ * loads, and installing what it loaded drops every entry of an older
+ * generation. A load that raced with a newer one answers its own request
+ * and is not installed over the newer entries.
+ *
+ * One load per organization at a time (single flight): after a policy
+ * change every worker thread misses at once, and for an organization with
+ * thousands of delegations one load each would be a storm. A request that
+ * misses while its organization is being loaded waits for that load, then
+ * looks again (and loads itself only if what was loaded is still older than
+ * the generation it read).
  */
 #include "facts.h"
 
@@ -88,6 +96,15 @@ static pthread_mutex_t facts_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t facts_generation; /* of every entry below; 0: none */
 static struct facts_entry **facts_entries;
 static size_t facts_n_entries, facts_cap_entries;
+
+/* Under facts_lock: the organizations being loaded (at most one load each;
+ * bounded by the worker threads: a load that finds the table full runs
+ * without it), and the signal that one of those loads ended. */
+#define FACTS_LOADING_MAX 128
+static int64_t facts_loading[FACTS_LOADING_MAX];
+static size_t facts_n_loading;
+static pthread_cond_t facts_loaded = PTHREAD_COND_INITIALIZER;
+static atomic_long facts_n_loads; /* facts_loads() */
 
 /* $1 the organization. Columns: generation, org, departments, delegations,
  * profiles, endpoints (JSON text). A DCV expiry of +-infinity is clamped to
@@ -407,7 +424,7 @@ static struct facts_entry *facts_cache_find(int64_t generation, int64_t org_id)
 {
 	size_t i;
 
-	if (generation == 0 || generation != facts_generation)
+	if (generation == 0 || facts_generation < generation)
 		return NULL;
 	for (i = 0; i < facts_n_entries; i++) {
 		if (facts_entries[i]->org_id == org_id) {
@@ -435,6 +452,8 @@ static void facts_cache_install(struct facts_entry *e)
 {
 	size_t i;
 
+	if (e->generation < facts_generation)
+		return; /* a newer load came first: keep its entries */
 	if (e->generation != facts_generation)
 		facts_cache_drop();
 	facts_generation = e->generation;
@@ -457,6 +476,42 @@ static void facts_cache_install(struct facts_entry *e)
 	}
 	atomic_fetch_add(&e->refs, 1);
 	facts_entries[facts_n_entries++] = e;
+}
+
+/* Under facts_lock: is org_id being loaded? */
+static bool facts_is_loading(int64_t org_id)
+{
+	for (size_t i = 0; i < facts_n_loading; i++)
+		if (facts_loading[i] == org_id)
+			return true;
+	return false;
+}
+
+/* Under facts_lock: marks org_id as being loaded; false when the table is
+ * full (the load then runs unmarked). */
+static bool facts_loading_add(int64_t org_id)
+{
+	if (facts_n_loading == FACTS_LOADING_MAX)
+		return false;
+	facts_loading[facts_n_loading++] = org_id;
+	return true;
+}
+
+/* Under facts_lock: org_id's load ended; wakes the requests waiting. */
+static void facts_loading_done(int64_t org_id)
+{
+	for (size_t i = 0; i < facts_n_loading; i++) {
+		if (facts_loading[i] == org_id) {
+			facts_loading[i] = facts_loading[--facts_n_loading];
+			break;
+		}
+	}
+	pthread_cond_broadcast(&facts_loaded);
+}
+
+long facts_loads(void)
+{
+	return atomic_load(&facts_n_loads);
 }
 
 void facts_cache_flush(void)
@@ -596,6 +651,7 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
     struct facts_view *out)
 {
 	struct facts_entry *e = NULL;
+	bool marked;
 
 	memset(out, 0, sizeof(*out));
 	if (generation <= 0) {
@@ -608,19 +664,23 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
 		free(g);
 	}
 	pthread_mutex_lock(&facts_lock);
-	e = facts_cache_find(generation, org_id);
+	while ((e = facts_cache_find(generation, org_id)) == NULL && facts_is_loading(org_id))
+		pthread_cond_wait(&facts_loaded, &facts_lock);
+	marked = e == NULL && facts_loading_add(org_id);
 	pthread_mutex_unlock(&facts_lock);
 	if (e == NULL) {
 		e = facts_entry_load(db, org_id);
-		if (e == NULL)
-			return -1;
+		atomic_fetch_add(&facts_n_loads, 1);
+		pthread_mutex_lock(&facts_lock);
 		/* generation 0: the counter row is gone (no coherence):
 		 * answer from the database every time */
-		if (e->generation != 0) {
-			pthread_mutex_lock(&facts_lock);
+		if (e != NULL && e->generation != 0)
 			facts_cache_install(e);
-			pthread_mutex_unlock(&facts_lock);
-		}
+		if (marked)
+			facts_loading_done(org_id);
+		pthread_mutex_unlock(&facts_lock);
+		if (e == NULL)
+			return -1;
 	}
 	out->entry = e;
 	if (facts_view_build(out, dept_id, profile_id, endpoint_id, names, n_names) != 0) {

@@ -8,8 +8,9 @@
  * of those tables bumps policy_generation.generation in the same transaction
  * (migration 007's statement-level triggers). This cache holds the facts of
  * one generation: loaded lazily per organization (one statement, one
- * snapshot: the generation and the facts together) and dropped as a whole
- * when a request brings another generation.
+ * snapshot: the generation and the facts together; one load per
+ * organization at a time, however many threads miss) and dropped as a whole
+ * when a request brings a newer generation.
  *
  * A request reads the current generation in a statement it runs anyway
  * (FACTS_GENERATION_SQL as a column: core/store_acme.c, core/ra.c) and asks
@@ -77,5 +78,8 @@ void facts_view_free(struct facts_view *v);
 
 /* Drops every cached entry (tests; a process that knows it changed things). */
 void facts_cache_flush(void);
+
+/* How many loads facts_get() has run (one statement each) in this process. */
+long facts_loads(void);
 
 #endif

@@ -9,7 +9,10 @@
  * written), transactions, behaviour while PostgreSQL is down (db_ensure fails
  * fast, db_unavailable) and recovery after a restart, the watchdog restarting
  * a postmaster killed with SIGKILL, the takeover of a postgres left running
- * by a killed enrolld, and that pgsup_stop leaves no postgres behind.
+ * by a killed enrolld, and that pgsup_stop leaves no postgres behind. And
+ * the policy facts cache (core/facts.c) against that database: one load per
+ * organization however many threads miss at once, a policy change seen by
+ * the next request, an older generation answered from a newer cache.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +31,7 @@
 
 #include "db.h"
 #include "embedded.h"
+#include "facts.h"
 #include "log.h"
 
 static int passed, failed;
@@ -487,6 +491,94 @@ static void test_never_deleted(struct db *db)
 	CHECK(value_long(db, counts_sql) == before);
 }
 
+/* ---------- the policy facts cache (core/facts.c) ---------- */
+
+#define FACTS_THREADS 8
+
+struct facts_arg {
+	const char *conninfo;
+	pthread_barrier_t *barrier;
+	long long org_id;
+	int rc;
+	bool org_found;
+	char org_name[64];
+};
+
+/* One request's facts on a connection of its own, after every thread is
+ * ready (so that they all miss together). */
+static void *facts_thread(void *p)
+{
+	struct facts_arg *a = p;
+	struct db *db = db_new(a->conninfo);
+	struct facts_view v;
+	int ok = db != NULL && db_ensure(db) == 0;
+
+	a->rc = -1;
+	pthread_barrier_wait(a->barrier);
+	if (ok && facts_get(db, 0, a->org_id, 0, 0, 0, NULL, 0, &v) == 0) {
+		a->rc = 0;
+		a->org_found = v.org_found;
+		snprintf(a->org_name, sizeof(a->org_name), "%s", v.org_name ? v.org_name : "");
+		facts_view_free(&v);
+	}
+	db_close(db);
+	return NULL;
+}
+
+/* FACTS_THREADS requests of org_id at once: how many loads they ran; each
+ * must have found the organization named `name`. */
+static long facts_burst(const char *conninfo, long long org_id, const char *name)
+{
+	struct facts_arg args[FACTS_THREADS];
+	pthread_t threads[FACTS_THREADS];
+	pthread_barrier_t barrier;
+	long before = facts_loads();
+
+	pthread_barrier_init(&barrier, NULL, FACTS_THREADS);
+	for (int i = 0; i < FACTS_THREADS; i++) {
+		memset(&args[i], 0, sizeof(args[i]));
+		args[i].conninfo = conninfo;
+		args[i].barrier = &barrier;
+		args[i].org_id = org_id;
+		pthread_create(&threads[i], NULL, facts_thread, &args[i]);
+	}
+	for (int i = 0; i < FACTS_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		CHECK(args[i].rc == 0 && args[i].org_found && strcmp(args[i].org_name, name) == 0);
+	}
+	pthread_barrier_destroy(&barrier);
+	return facts_loads() - before;
+}
+
+static void test_facts_cache(struct db *db, const char *conninfo)
+{
+	long long org = 0;
+	long before;
+	struct facts_view v;
+
+	CHECK(exec_ok(db, "INSERT INTO organizations (name) VALUES ('facts-single-flight')"));
+	org = value_long(db, "SELECT id FROM organizations WHERE name = 'facts-single-flight'");
+	CHECK(org > 0);
+	facts_cache_flush();
+	/* every thread misses at once: one load between them */
+	CHECK(facts_burst(conninfo, org, "facts-single-flight") == 1);
+	/* cached: no load */
+	CHECK(facts_burst(conninfo, org, "facts-single-flight") == 0);
+	/* a policy change (the trigger bumps the generation): the next
+	 * requests see it, again with one load between them */
+	CHECK(exec_ok(db, "UPDATE organizations SET name = 'facts-renamed' WHERE name = "
+	                  "'facts-single-flight'"));
+	CHECK(facts_burst(conninfo, org, "facts-renamed") == 1);
+	/* a request that read an older generation is answered from the newer
+	 * cache, without a load */
+	before = facts_loads();
+	CHECK(facts_get(db, 1, org, 0, 0, 0, NULL, 0, &v) == 0);
+	CHECK(v.org_found && strcmp(v.org_name, "facts-renamed") == 0);
+	facts_view_free(&v);
+	CHECK(facts_loads() == before);
+	facts_cache_flush();
+}
+
 static void test_values_and_transactions(struct db *db)
 {
 	char *v = NULL;
@@ -772,6 +864,7 @@ int main(void)
 	test_audit(db);
 	test_schema_guards(db);
 	test_never_deleted(db);
+	test_facts_cache(db, conninfo);
 	test_values_and_transactions(db);
 	test_lock();
 	test_outage(&pg, db, conninfo, sizeof(conninfo));
