@@ -263,19 +263,6 @@ static int facts_index_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The part of n that is looked up among domains: the address, the DNS name
- * (a wildcard's "*." label matches no domain), or the e-mail address's
- * domain; NULL when none. As names_candidates() (names.c). */
-static const char *facts_lookup_part(const struct req_name *n)
-{
-	const char *at;
-
-	if (n->kind != NAME_EMAIL)
-		return n->value[0] != '\0' ? n->value : NULL;
-	at = strrchr(n->value, '@');
-	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
-}
-
 /* Fills e from the load statement's row. 0 or -1. */
 static int facts_entry_parse(struct facts_entry *e, PGresult *res)
 {
@@ -540,6 +527,7 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 	struct timeval tv;
 	double now;
 	size_t i, k, n_cand = 0, *starts = NULL;
+	const char *p;
 
 	for (i = 0; dept_id != 0 && i < e->n_depts; i++)
 		if (e->depts[i].id == dept_id)
@@ -573,19 +561,12 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 
 	/* The delegations to the organization or this department of the
 	 * domains the names can be inside (every label-aligned suffix of each
-	 * name: names_candidates(), names.c), one entry per domain with the
+	 * name: names_lookup_part()/names_next_suffix()), one entry per domain with the
 	 * union of their certificate types - however many domains the
 	 * organization has. DCV expiry judged now. */
-	for (i = 0; i < n_names; i++) {
-		const char *p = facts_lookup_part(&names[i]);
-
-		while (p != NULL) {
+	for (i = 0; i < n_names; i++)
+		for (p = names_lookup_part(&names[i]); p != NULL; p = names_next_suffix(&names[i], p))
 			n_cand++;
-			if (names[i].kind == NAME_IP || (p = strchr(p, '.')) == NULL)
-				break;
-			p++;
-		}
-	}
 	starts = calloc(n_cand + 1, sizeof(*starts));
 	v->domains = calloc(n_cand + 1, sizeof(*v->domains));
 	if (starts == NULL || v->domains == NULL) {
@@ -594,16 +575,11 @@ static int facts_view_build(struct facts_view *v, int64_t dept_id, int64_t profi
 	}
 	n_cand = 0;
 	for (i = 0; i < n_names; i++) {
-		const char *p = facts_lookup_part(&names[i]);
-
-		while (p != NULL) {
+		for (p = names_lookup_part(&names[i]); p != NULL; p = names_next_suffix(&names[i], p)) {
 			ptrdiff_t at = facts_delegation_find(e, p);
 
 			if (at >= 0)
 				starts[n_cand++] = (size_t)at;
-			if (names[i].kind == NAME_IP || (p = strchr(p, '.')) == NULL)
-				break;
-			p++;
 		}
 	}
 	qsort(starts, n_cand, sizeof(*starts), facts_index_cmp);

@@ -222,17 +222,23 @@ name_typed(const struct req_name *n, char *out, size_t outlen)
 	snprintf(out, outlen, "%s:%s", prefix, n->value);
 }
 
-/* The part of n that is looked up among domains: the address, the DNS
- * name, or the e-mail address's domain. */
-static const char *
+const char *
 names_lookup_part(const struct req_name *n)
 {
 	const char *at;
 
 	if (n->kind != NAME_EMAIL)
-		return n->value;
+		return n->value[0] != '\0' ? n->value : NULL;
 	at = strrchr(n->value, '@');
-	return at != NULL ? at + 1 : NULL;
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
+}
+
+const char *
+names_next_suffix(const struct req_name *n, const char *s)
+{
+	if (n->kind == NAME_IP || (s = strchr(s, '.')) == NULL)
+		return NULL;
+	return s + 1;
 }
 
 char *
@@ -255,17 +261,14 @@ names_candidates(const struct req_name *names, size_t n)
 			s = names_lookup_part(&names[i]);
 			/* canonical names hold no quote or backslash; anything
 			 * else is no domain of ours */
-			if (s == NULL || s[0] == '\0' || strpbrk(s, "\"\\{},") != NULL)
+			if (s == NULL || strpbrk(s, "\"\\{},") != NULL)
 				continue;
-			for (;;) {
+			for (; s != NULL; s = names_next_suffix(&names[i], s)) {
 				if (pass == 0)
 					cap += strlen(s) + 3;
 				else
 					used += (size_t)snprintf(out + used, cap - used, "%s\"%s\"",
 					    used > 1 ? "," : "", s);
-				if (names[i].kind == NAME_IP || (s = strchr(s, '.')) == NULL)
-					break;
-				s++;
 			}
 		}
 	}

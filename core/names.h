@@ -43,6 +43,15 @@ bool name_in_domain(const char *name, const char *domain);
  * "email:..". */
 void name_typed(const struct req_name *n, char *out, size_t outlen);
 
+/* The domains that could decide for name n, one after another: the first is
+ * names_lookup_part() (the address, the DNS name, or the e-mail address's
+ * domain; NULL when empty), each next one names_next_suffix() of the one
+ * before (the part after its first dot; NULL after the last, and at once
+ * for an address, which decides only as it is).
+ * "a.b.example.com" -> a.b.example.com, b.example.com, example.com, com. */
+const char *names_lookup_part(const struct req_name *n);
+const char *names_next_suffix(const struct req_name *n, const char *s);
+
 /* The domains that could decide for names[0..n): every label-aligned
  * suffix of each DNS name and of each e-mail address's domain
  * ("a.b.example.com" -> a.b.example.com, b.example.com, example.com, com),
