@@ -18,8 +18,10 @@
  *     (ca_unsigned_der(), which names the CA's signature algorithm); a CRL
  *     is signed once with a throwaway Ed25519 "placeholder" key so that
  *     OpenSSL encodes it. The signer parses that DER strictly, re-signs it
- *     with the CA key (which replaces both signature algorithm fields and
- *     the signature) and returns it. The placeholder key signs nothing
+ *     with the CA key (a CRL: replacing both signature algorithm fields and
+ *     the signature; a certificate must name the CA's algorithm already,
+ *     and only the outer one and the signature are replaced) and returns
+ *     it. The placeholder key signs nothing
  *     anybody trusts. (Certificates skip it because an Ed25519 signature
  *     costs about three ECDSA P-256 signatures in OpenSSL 3.0.)
  *   - tls.key is this process's own TLS key (the listeners need it).

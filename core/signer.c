@@ -15,21 +15,29 @@
  *   - signs only what parses completely as a DER certificate or CRL issued
  *     by the issuing CA; a certificate must be v3, carry basicConstraints
  *     critical CA:FALSE, no keyCertSign/cRLSign, no proxy extension, valid
- *     extensions, a subject that is not the CA's, and end before the CA does.
+ *     extensions, a subject that is not the CA's, and end before the CA does;
+ *     its to-be-signed part must be DER (re-encoded, it is the same bytes)
+ *     and name the CA's signature algorithm.
  *
- * Wire format, both directions: a header packet of 8 bytes
+ * Wire format, both directions: a header of 8 bytes
  *   { code (op or status), 0, 0, 0, length (uint32, network order) }
- * followed by the payload in packets of at most SIGNER_CHUNK bytes.
- * SEQPACKET keeps packet boundaries, so a packet larger than expected is
- * seen (MSG_TRUNC) and treated as a protocol error; the signer exits on any
- * protocol error or on EOF. Answers: status 0 with the signed DER, status 1
- * (refused) with a short reason text, status 2 (internal error).
+ * and in the same packet the first SIGNER_FIRST - 8 bytes of the payload
+ * (all of any certificate: one packet, one send and one receive each way),
+ * the rest in packets of at most SIGNER_CHUNK bytes. SEQPACKET keeps packet
+ * boundaries, so a packet larger or shorter than expected is seen
+ * (MSG_TRUNC, the length) and treated as a protocol error; the signer exits
+ * on any protocol error or on EOF. Answers: status 0 with the signed DER,
+ * status 1 (refused) with a short reason text, status 2 (internal error).
  *
  * Parsing uses a library context holding only the "null" provider: OpenSSL
  * 3.0 would otherwise build a full OSSL_DECODER pipeline for the subject's
  * public key on every d2i_X509 (the largest cost of an issuance), and the
  * signer has no use for that key. Signing then uses an EVP_MD_CTX made in
- * the default context (X509_sign_ctx), not the certificate's.
+ * the default context, not the certificate's: a copy, per request, of one
+ * made at start (struct signer_key). A certificate's to-be-signed part
+ * must be DER and already name the CA's signature algorithm; the signer
+ * signs exactly those bytes and builds the answer around them
+ * (signer_sign_cert()) instead of encoding the certificate twice more.
  *
  * Throughput: one request at a time per process; n_slots processes serve
  * n_slots worker threads in parallel. A caller borrows a free slot under a
@@ -63,9 +71,11 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
@@ -75,6 +85,7 @@
 
 #define SIGNER_HDR_LEN 8
 #define SIGNER_CHUNK 32768
+#define SIGNER_FIRST 8192 /* the first packet: header + payload */
 #define SIGNER_MAX_CERT (64 * 1024)
 #define SIGNER_MAX_CRL (64 * 1024 * 1024)
 #define SIGNER_MAX_REASON 256
@@ -128,8 +139,11 @@ static int
 signer_send_frame(int fd, uint8_t code, const unsigned char *data, size_t len)
 {
 	unsigned char hdr[SIGNER_HDR_LEN] = { 0 };
+	struct iovec iov[2];
+	struct msghdr msg;
 	uint32_t nlen;
 	size_t off, chunk;
+	ssize_t n;
 
 	if (len > SIGNER_MAX_CRL) {
 		errno = EMSGSIZE;
@@ -138,9 +152,24 @@ signer_send_frame(int fd, uint8_t code, const unsigned char *data, size_t len)
 	hdr[0] = code;
 	nlen = htonl((uint32_t)len);
 	memcpy(hdr + 4, &nlen, sizeof(nlen));
-	if (signer_send_packet(fd, hdr, sizeof(hdr)) == -1)
+	/* The header and the start of the payload: one packet. */
+	off = len < SIGNER_FIRST - SIGNER_HDR_LEN ? len : SIGNER_FIRST - SIGNER_HDR_LEN;
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = off;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = off > 0 ? 2 : 1;
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)(sizeof(hdr) + off)) {
+		if (n >= 0)
+			errno = EMSGSIZE;
 		return -1;
-	for (off = 0; off < len; off += chunk) {
+	}
+	for (; off < len; off += chunk) {
 		chunk = len - off < SIGNER_CHUNK ? len - off : SIGNER_CHUNK;
 		if (signer_send_packet(fd, data + off, chunk) == -1)
 			return -1;
@@ -201,7 +230,8 @@ static int
 signer_recv_frame(int fd, int timeout_ms, size_t max_len, uint8_t *code,
     unsigned char **data, size_t *len)
 {
-	unsigned char hdr[SIGNER_HDR_LEN + 1];
+	/* one byte more than a first packet may hold: a longer one is seen */
+	unsigned char first[SIGNER_FIRST + 1];
 	unsigned char *buf = NULL;
 	uint32_t nlen;
 	size_t got = 0, off, want;
@@ -209,22 +239,30 @@ signer_recv_frame(int fd, int timeout_ms, size_t max_len, uint8_t *code,
 
 	*data = NULL;
 	*len = 0;
-	r = signer_recv_packet(fd, hdr, sizeof(hdr), &got, timeout_ms);
+	r = signer_recv_packet(fd, first, sizeof(first), &got, timeout_ms);
 	if (r <= 0)
 		return r;
-	if (got != SIGNER_HDR_LEN || hdr[1] != 0 || hdr[2] != 0 || hdr[3] != 0) {
+	if (got < SIGNER_HDR_LEN || first[1] != 0 || first[2] != 0 || first[3] != 0) {
 		errno = EPROTO;
 		return -1;
 	}
-	memcpy(&nlen, hdr + 4, sizeof(nlen));
+	memcpy(&nlen, first + 4, sizeof(nlen));
 	nlen = ntohl(nlen);
 	if (nlen > max_len) {
 		errno = EMSGSIZE;
 		return -1;
 	}
+	/* The first packet carries exactly as much payload as fits. */
+	off = nlen < SIGNER_FIRST - SIGNER_HDR_LEN ? nlen : SIGNER_FIRST - SIGNER_HDR_LEN;
+	if (got != SIGNER_HDR_LEN + off) {
+		errno = EPROTO;
+		return -1;
+	}
 	if (nlen > 0 && (buf = OPENSSL_malloc(nlen)) == NULL)
 		return -1;
-	for (off = 0; off < nlen; off += got) {
+	if (off > 0)
+		memcpy(buf, first + SIGNER_HDR_LEN, off);
+	for (; off < nlen; off += got) {
 		want = nlen - off < SIGNER_CHUNK ? nlen - off : SIGNER_CHUNK;
 		r = signer_recv_packet(fd, buf + off, want, &got, timeout_ms);
 		if (r <= 0) {
@@ -234,7 +272,7 @@ signer_recv_frame(int fd, int timeout_ms, size_t max_len, uint8_t *code,
 			return -1;
 		}
 	}
-	*code = hdr[0];
+	*code = first[0];
 	*data = buf;
 	*len = nlen;
 	return 1;
@@ -324,10 +362,13 @@ out:
 static const char *
 signer_cert_refusal(X509 *x, X509 *issuing)
 {
-	BASIC_CONSTRAINTS *bc = NULL;
-	const char *why = NULL;
+	/* basicConstraints CA:FALSE without pathLenConstraint, in DER: cA
+	 * is DEFAULT FALSE, so left out: an empty SEQUENCE. */
+	static const unsigned char bc_leaf[] = { 0x30, 0x00 };
+	const ASN1_OCTET_STRING *bc = NULL;
+	X509_EXTENSION *ext = NULL;
 	uint32_t flags;
-	int crit = -1;
+	int idx;
 
 	if (X509_get_version(x) != X509_VERSION_3)
 		return "not a v3 certificate";
@@ -342,40 +383,184 @@ signer_cert_refusal(X509 *x, X509 *issuing)
 		return "a CA or proxy certificate";
 	if ((flags & EXFLAG_KUSAGE) && (X509_get_key_usage(x) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)))
 		return "keyCertSign or cRLSign requested";
-	bc = X509_get_ext_d2i(x, NID_basic_constraints, &crit, NULL);
-	if (bc == NULL || crit != 1 || bc->ca || bc->pathlen != NULL)
-		why = "basicConstraints is not critical CA:FALSE";
-	BASIC_CONSTRAINTS_free(bc);
-	if (why != NULL)
-		return why;
+	/* Exactly one basicConstraints, critical, whose value is exactly the
+	 * encoding of CA:FALSE: compared as bytes rather than decoded again. */
+	if ((idx = X509_get_ext_by_NID(x, NID_basic_constraints, -1)) < 0 ||
+	    X509_get_ext_by_NID(x, NID_basic_constraints, idx) >= 0 ||
+	    (ext = X509_get_ext(x, idx)) == NULL || X509_EXTENSION_get_critical(ext) != 1 ||
+	    (bc = X509_EXTENSION_get_data(ext)) == NULL ||
+	    ASN1_STRING_length(bc) != (int)sizeof(bc_leaf) ||
+	    memcmp(ASN1_STRING_get0_data(bc), bc_leaf, sizeof(bc_leaf)) != 0)
+		return "basicConstraints is not critical CA:FALSE";
 	if (X509_get0_notAfter(x) == NULL || X509_get0_notBefore(x) == NULL ||
 	    ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(issuing)) > 0)
 		return "validity ends after the issuing CA's";
 	return NULL;
 }
 
-/* A fresh signing context for the CA key, in the default library context.
- * Newly allocated, caller frees. */
+/*
+ * The CA key and what signing with it needs, made once at start: a signing
+ * context (EVP_DigestSignInit_ex() fetches the digest and the signature
+ * algorithm and sets the key up, which cost about as much as a tenth of
+ * the signature; every request signs with a copy), and the DER of the
+ * signature AlgorithmIdentifier that context produces (as the provider
+ * says, the same as X509_sign_ctx() would put in the certificate).
+ */
+struct signer_key {
+	EVP_PKEY *key;
+	EVP_MD_CTX *sign_template;	/* initialised, never used but to copy */
+	unsigned char alg_der[128];
+	size_t alg_len;
+	X509_ALGOR *alg;		/* alg_der decoded, to compare with */
+	size_t sig_max;			/* EVP_PKEY_get_size() */
+};
+
+/* Fills k for key (which it then owns). Returns 0 or -1 (logged). */
+static int
+signer_key_init(struct signer_key *k, EVP_PKEY *key)
+{
+	const EVP_MD *md = signer_digest(key);
+	OSSL_PARAM params[2];
+	const unsigned char *p = NULL;
+
+	memset(k, 0, sizeof(*k));
+	k->key = key;
+	if ((k->sign_template = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit_ex(k->sign_template, NULL, md != NULL ? EVP_MD_get0_name(md) : NULL,
+	    NULL, NULL, key, NULL) != 1) {
+		log_ssl_warnx("signer: EVP_DigestSignInit_ex");
+		return -1;
+	}
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID,
+	    k->alg_der, sizeof(k->alg_der));
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_PKEY_CTX_get_params(EVP_MD_CTX_get_pkey_ctx(k->sign_template), params) != 1 ||
+	    !OSSL_PARAM_modified(&params[0]) || params[0].return_size == 0 ||
+	    params[0].return_size > sizeof(k->alg_der)) {
+		log_ssl_warnx("signer: the signature AlgorithmIdentifier of the CA key");
+		return -1;
+	}
+	k->alg_len = params[0].return_size;
+	p = k->alg_der;
+	if ((k->alg = d2i_X509_ALGOR(NULL, &p, (long)k->alg_len)) == NULL ||
+	    p != k->alg_der + k->alg_len || EVP_PKEY_get_size(key) <= 0) {
+		log_ssl_warnx("signer: the signature AlgorithmIdentifier of the CA key");
+		return -1;
+	}
+	k->sig_max = (size_t)EVP_PKEY_get_size(key);
+	return 0;
+}
+
+/* A signing context for one request: a copy of the template. Newly
+ * allocated, caller frees. */
 static EVP_MD_CTX *
-signer_md_ctx(EVP_PKEY *key, const EVP_MD *md)
+signer_md_ctx(const struct signer_key *k)
 {
 	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
 
-	if (mctx == NULL || EVP_DigestSignInit_ex(mctx, NULL, md != NULL ? EVP_MD_get0_name(md) : NULL,
-	    NULL, NULL, key, NULL) != 1) {
-		log_ssl_warnx("signer: EVP_DigestSignInit_ex");
+	if (mctx == NULL || EVP_MD_CTX_copy_ex(mctx, k->sign_template) != 1) {
+		log_ssl_warnx("signer: EVP_MD_CTX_copy_ex");
 		EVP_MD_CTX_free(mctx);
 		return NULL;
 	}
 	return mctx;
 }
 
+/* The to-be-signed part of the request der (a Certificate that parsed
+ * completely): its first element. */
+static int
+signer_tbs(const unsigned char *der, size_t len, const unsigned char **tbs, size_t *tbs_len)
+{
+	const unsigned char *p = der;
+	long content = 0;
+	int tag, xclass, r;
+
+	r = ASN1_get_object(&p, &content, &tag, &xclass, (long)len);
+	if ((r & 0x80) || tag != V_ASN1_SEQUENCE)
+		return -1;
+	*tbs = p;
+	r = ASN1_get_object(&p, &content, &tag, &xclass, (long)(der + len - p));
+	if ((r & 0x80) || tag != V_ASN1_SEQUENCE || content > der + len - p)
+		return -1;
+	*tbs_len = (size_t)(p - *tbs) + (size_t)content;
+	return 0;
+}
+
+/*
+ * Signs the certificate x, parsed from der and allowed by the rules. What is
+ * signed is the DER of x's to-be-signed part as OpenSSL encodes it from
+ * what it parsed; it must be byte for byte the one received (so the request
+ * was DER, not merely BER that parses) and name the CA's signature
+ * algorithm already (core/ca.c puts it there), so nothing is changed: the
+ * answer is the request with the outer algorithm and the signature
+ * replaced, built here rather than by encoding x again. Returns the status;
+ * on OK *out (OPENSSL_malloc'd) holds *out_len bytes.
+ */
+static enum signer_status
+signer_sign_cert(const struct signer_key *k, X509 *x, const unsigned char *der, size_t len,
+    unsigned char **out, int *out_len, const char **why)
+{
+	static const int bit_string_overhead = 1; /* the unused-bits byte */
+	const unsigned char *rx_tbs = NULL;
+	unsigned char *tbs = NULL, *sig = NULL, *w = NULL, *res = NULL;
+	size_t rx_tbs_len = 0, sig_len = 0;
+	EVP_MD_CTX *mctx = NULL;
+	int tbs_len, bits_len, content, total;
+	enum signer_status st = SIGNER_STATUS_REFUSED;
+
+	if (X509_ALGOR_cmp(X509_get0_tbs_sigalg(x), k->alg) != 0) {
+		*why = "the to-be-signed signature algorithm is not the CA's";
+		goto out;
+	}
+	if (signer_tbs(der, len, &rx_tbs, &rx_tbs_len) == -1 ||
+	    (tbs_len = i2d_re_X509_tbs(x, &tbs)) <= 0 || (size_t)tbs_len != rx_tbs_len ||
+	    memcmp(tbs, rx_tbs, rx_tbs_len) != 0) {
+		*why = "the to-be-signed part is not DER";
+		goto out;
+	}
+	st = SIGNER_STATUS_ERROR;
+	sig_len = k->sig_max;
+	if ((sig = OPENSSL_malloc(sig_len)) == NULL || (mctx = signer_md_ctx(k)) == NULL ||
+	    EVP_DigestSign(mctx, sig, &sig_len, tbs, (size_t)tbs_len) != 1) {
+		log_ssl_warnx("signer: EVP_DigestSign");
+		goto out;
+	}
+	/* Certificate ::= SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING } */
+	bits_len = ASN1_object_size(0, (int)sig_len + bit_string_overhead, V_ASN1_BIT_STRING);
+	content = tbs_len + (int)k->alg_len + bits_len;
+	if (bits_len <= 0 || (total = ASN1_object_size(1, content, V_ASN1_SEQUENCE)) <= 0 ||
+	    (res = OPENSSL_malloc((size_t)total)) == NULL)
+		goto out;
+	w = res;
+	ASN1_put_object(&w, 1, content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, tbs, (size_t)tbs_len);
+	w += tbs_len;
+	memcpy(w, k->alg_der, k->alg_len);
+	w += k->alg_len;
+	ASN1_put_object(&w, 0, (int)sig_len + bit_string_overhead, V_ASN1_BIT_STRING,
+	    V_ASN1_UNIVERSAL);
+	*w++ = 0; /* no unused bits */
+	memcpy(w, sig, sig_len);
+	w += sig_len;
+	if (w != res + total)
+		goto out;
+	*out = res;
+	*out_len = total;
+	res = NULL;
+	st = SIGNER_STATUS_OK;
+out:
+	OPENSSL_free(tbs);
+	OPENSSL_free(sig);
+	OPENSSL_free(res);
+	EVP_MD_CTX_free(mctx);
+	return st;
+}
+
 /* Handles one request. Returns the status; on OK *out (OPENSSL_malloc'd) is
  * the signed DER, on REFUSED *why says why. */
 static enum signer_status
-signer_handle(uint8_t op, const unsigned char *der, size_t len, EVP_PKEY *key,
-    const EVP_MD *md, X509 *issuing, OSSL_LIB_CTX *parse_ctx, unsigned char **out,
-    int *out_len, const char **why)
+signer_handle(uint8_t op, const unsigned char *der, size_t len, const struct signer_key *k,
+    X509 *issuing, OSSL_LIB_CTX *parse_ctx, unsigned char **out, int *out_len, const char **why)
 {
 	EVP_MD_CTX *mctx = NULL;
 	const unsigned char *p = der;
@@ -404,13 +589,8 @@ signer_handle(uint8_t op, const unsigned char *der, size_t len, EVP_PKEY *key,
 		}
 		if ((*why = signer_cert_refusal(x, issuing)) != NULL)
 			goto out;
-		if ((mctx = signer_md_ctx(key, md)) == NULL || X509_sign_ctx(x, mctx) <= 0) {
-			log_ssl_warnx("signer: X509_sign_ctx");
-			st = SIGNER_STATUS_ERROR;
-			goto out;
-		}
-		*out_len = i2d_X509(x, out);
-		break;
+		st = signer_sign_cert(k, x, der, len, out, out_len, why);
+		goto out;
 	case SIGNER_OP_SIGN_CRL:
 		crl = d2i_X509_CRL(NULL, &p, (long)len);
 		if (crl == NULL || p != der + len) {
@@ -425,7 +605,7 @@ signer_handle(uint8_t op, const unsigned char *der, size_t len, EVP_PKEY *key,
 			*why = "CRL issuer is not the issuing CA";
 			goto out;
 		}
-		if ((mctx = signer_md_ctx(key, md)) == NULL || X509_CRL_sign_ctx(crl, mctx) <= 0) {
+		if ((mctx = signer_md_ctx(k)) == NULL || X509_CRL_sign_ctx(crl, mctx) <= 0) {
 			log_ssl_warnx("signer: X509_CRL_sign_ctx");
 			st = SIGNER_STATUS_ERROR;
 			goto out;
@@ -501,8 +681,8 @@ signer_child(int fd, const struct signer_params *p, bool drop, uid_t uid, gid_t 
 	struct rlimit nocore = { 0, 0 };
 	struct sigaction sa;
 	sigset_t all;
+	struct signer_key k;
 	EVP_PKEY *key = NULL;
-	const EVP_MD *md = NULL;
 	OSSL_LIB_CTX *parse_ctx = NULL;
 	unsigned char *req = NULL, *resp = NULL;
 	size_t req_len = 0;
@@ -541,7 +721,8 @@ signer_child(int fd, const struct signer_params *p, bool drop, uid_t uid, gid_t 
 		    p->key_path);
 		goto hello;
 	}
-	md = signer_digest(key);
+	if (signer_key_init(&k, key) == -1)
+		goto hello;
 	if ((parse_ctx = OSSL_LIB_CTX_new()) == NULL ||
 	    OSSL_PROVIDER_load(parse_ctx, "null") == NULL) {
 		log_ssl_warnx("signer: a parse-only library context");
@@ -564,8 +745,7 @@ hello:
 			log_warnx("signer: bad request frame: %s", strerror(errno));
 			_exit(2);
 		}
-		st = signer_handle(op, req, req_len, key, md, p->issuing, parse_ctx, &resp, &resp_len,
-		    &why);
+		st = signer_handle(op, req, req_len, &k, p->issuing, parse_ctx, &resp, &resp_len, &why);
 		OPENSSL_free(req);
 		req = NULL;
 		if (st == SIGNER_STATUS_OK)

@@ -645,7 +645,7 @@ test_throughput(struct ca *ca, EVP_PKEY *key)
 
 enum variant {
 	V_OK, V_CA_TRUE, V_KEYCERTSIGN, V_CRLSIGN, V_WRONG_ISSUER, V_NO_BC, V_BC_NONCRIT,
-	V_TOO_LONG, V_SUBJECT_IS_CA, V_DUP_EXT, V_PATHLEN,
+	V_TOO_LONG, V_SUBJECT_IS_CA, V_DUP_EXT, V_PATHLEN, V_FOREIGN_ALG, V_NOT_DER,
 };
 
 static X509 *
@@ -695,6 +695,54 @@ test_cert(X509 *issuing, EVP_PKEY *key, enum variant v)
 	return x;
 }
 
+/* Rewrites the certificate der (len bytes, replaced) with the length of
+ * its serial number in long form (0x81 n instead of n): valid BER that
+ * OpenSSL may parse, but not DER. Returns the new length, or -1. */
+static int
+non_der_serial(unsigned char **der, int len)
+{
+	const unsigned char *p = *der, *tbs_content = NULL, *rest = NULL;
+	unsigned char *out = NULL, *w = NULL, *tbs = NULL;
+	long outer_len = 0, tbs_len = 0;
+	int tag, xclass, new_tbs_content, new_tbs, total, serial_at, rest_len;
+
+	/* Certificate SEQUENCE, then tbsCertificate SEQUENCE; in it [0]
+	 * version (a0 03 02 01 02) and then the serial INTEGER. */
+	if ((ASN1_get_object(&p, &outer_len, &tag, &xclass, len) & 0x80) ||
+	    (ASN1_get_object(&p, &tbs_len, &tag, &xclass, (long)(*der + len - p)) & 0x80))
+		return -1;
+	tbs_content = p;
+	rest = tbs_content + tbs_len; /* signatureAlgorithm, signature */
+	rest_len = (int)(*der + len - rest);
+	serial_at = 5;
+	if (tbs_content[0] != 0xa0 || tbs_content[serial_at] != V_ASN1_INTEGER ||
+	    tbs_content[serial_at + 1] >= 0x80)
+		return -1;
+	new_tbs_content = (int)tbs_len + 1;
+	new_tbs = ASN1_object_size(1, new_tbs_content, V_ASN1_SEQUENCE);
+	total = ASN1_object_size(1, new_tbs + rest_len, V_ASN1_SEQUENCE);
+	if ((out = OPENSSL_malloc((size_t)total)) == NULL)
+		return -1;
+	w = out;
+	ASN1_put_object(&w, 1, new_tbs + rest_len, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	tbs = w;
+	ASN1_put_object(&w, 1, new_tbs_content, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(w, tbs_content, (size_t)serial_at + 1); /* version, INTEGER tag */
+	w += serial_at + 1;
+	*w++ = 0x81;
+	memcpy(w, tbs_content + serial_at + 1, (size_t)tbs_len - (size_t)serial_at - 1);
+	w += tbs_len - serial_at - 1;
+	memcpy(w, rest, (size_t)rest_len);
+	w += rest_len;
+	if (w != out + total || w - tbs != new_tbs + rest_len) {
+		OPENSSL_free(out);
+		return -1;
+	}
+	OPENSSL_free(*der);
+	*der = out;
+	return total;
+}
+
 static enum signer_result
 sign_variant(struct signer *s, X509 *issuing, EVP_PKEY *subject, EVP_PKEY *placeholder,
     enum variant v, bool trailing, X509 **signed_out)
@@ -705,8 +753,17 @@ sign_variant(struct signer *s, X509 *issuing, EVP_PKEY *subject, EVP_PKEY *place
 	int len;
 	enum signer_result r;
 
-	X509_sign(x, placeholder, NULL);
+	if (v == V_FOREIGN_ALG) {
+		/* The to-be-signed part names Ed25519, not the CA's algorithm. */
+		EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+
+		X509_sign(x, ed, NULL);
+		EVP_PKEY_free(ed);
+	} else
+		X509_sign(x, placeholder, EVP_sha256());
 	len = i2d_X509(x, &der);
+	if (v == V_NOT_DER)
+		len = non_der_serial(&der, len);
 	buf = OPENSSL_malloc((size_t)len + 1);
 	memcpy(buf, der, (size_t)len);
 	buf[len] = 0;
@@ -730,7 +787,10 @@ test_signer_direct(void)
 	struct signer *s = NULL;
 	X509 *issuing = NULL, *signed_cert = NULL;
 	EVP_PKEY *subject = EVP_EC_gen("P-256");
-	EVP_PKEY *placeholder = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	/* what certificates are sent signed with: a key of the CA's kind
+	 * (ec-p256), so that they name the CA's signature algorithm */
+	EVP_PKEY *placeholder = EVP_EC_gen("P-256");
+	EVP_PKEY *ed_placeholder = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	unsigned char *out = NULL;
 	size_t out_len = 0, i;
 	pid_t pids[16];
@@ -744,6 +804,8 @@ test_signer_direct(void)
 		{ V_BC_NONCRIT, "non-critical basicConstraints" }, { V_TOO_LONG, "outlives the CA" },
 		{ V_SUBJECT_IS_CA, "subject is the CA" }, { V_DUP_EXT, "duplicate extension" },
 		{ V_PATHLEN, "pathlen on a leaf" },
+		{ V_FOREIGN_ALG, "another signature algorithm in the to-be-signed part" },
+		{ V_NOT_DER, "a to-be-signed part in BER, not DER" },
 	};
 
 	snprintf(issuing_path, sizeof(issuing_path), "%s/issuing.pem", dir_ca);
@@ -792,7 +854,7 @@ test_signer_direct(void)
 		X509_CRL_set_issuer_name(crl, other);
 		ASN1_TIME *t = ASN1_TIME_set(NULL, time(NULL));
 		X509_CRL_set1_lastUpdate(crl, t);
-		X509_CRL_sign(crl, placeholder, NULL);
+		X509_CRL_sign(crl, ed_placeholder, NULL);
 		len = i2d_X509_CRL(crl, &der);
 		CHECK(signer_sign(s, SIGNER_OP_SIGN_CRL, der, (size_t)len, &out, &out_len) == SIGNER_REFUSED,
 		    "signer refuses a CRL of another issuer");
@@ -865,6 +927,7 @@ out:
 	X509_free(issuing);
 	EVP_PKEY_free(subject);
 	EVP_PKEY_free(placeholder);
+	EVP_PKEY_free(ed_placeholder);
 }
 
 /* ---------- "no CA private key in this process" ---------- */
