@@ -853,11 +853,47 @@ ca_key_id(const struct ca *ca, X509 *x)
 	return id;
 }
 
-/* Puts key into x's SubjectPublicKeyInfo. EC keys on a named curve and RSA
+/* Copies from (the SubjectPublicKeyInfo key was made from) into spki when
+ * it is an EC key on a named curve and key is an EC key: the curve's OID
+ * and the point as encoded there, the same bytes ca_set_pubkey() would
+ * encode from key, without the point conversion (a field inversion) and
+ * parameter look-ups. RSA keys are not copied: their bits hold DER
+ * (RSAPublicKey) that is re-encoded from the key, so that the certificate
+ * is DER whatever the request held. Returns 0, or -1 when from is
+ * anything else (nothing changed). */
+static int
+ca_copy_spki(X509_PUBKEY *spki, const X509_PUBKEY *from, EVP_PKEY *key)
+{
+	ASN1_OBJECT *alg = NULL;
+	X509_ALGOR *algor = NULL;
+	const unsigned char *bits = NULL;
+	const void *pval = NULL;
+	unsigned char *copy = NULL;
+	int bits_len = 0, ptype = V_ASN1_UNDEF, curve = NID_undef;
+
+	if (X509_PUBKEY_get0_param(&alg, &bits, &bits_len, &algor, from) != 1 || bits == NULL ||
+	    bits_len <= 0)
+		return -1;
+	X509_ALGOR_get0(NULL, &ptype, &pval, algor);
+	if (OBJ_obj2nid(alg) == NID_X9_62_id_ecPublicKey && EVP_PKEY_get_base_id(key) == EVP_PKEY_EC &&
+	    ptype == V_ASN1_OBJECT && (curve = OBJ_obj2nid(pval)) != NID_undef) {
+		if ((copy = OPENSSL_memdup(bits, (size_t)bits_len)) == NULL ||
+		    X509_PUBKEY_set0_param(spki, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+		    OBJ_nid2obj(curve), copy, bits_len) != 1) {
+			OPENSSL_free(copy);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* Puts key into x's SubjectPublicKeyInfo: copied from `from` when given
+ * and it is EC (ca_copy_spki()); else EC keys on a named curve and RSA
  * keys are encoded here from their parameters (see the top of the file for
  * why); other keys go through X509_set_pubkey(). */
 static int
-ca_set_pubkey(X509 *x, EVP_PKEY *key)
+ca_set_pubkey(X509 *x, EVP_PKEY *key, const X509_PUBKEY *from)
 {
 	X509_PUBKEY *spki = X509_get_X509_PUBKEY(x);
 	char group[64], encoding[32];
@@ -867,6 +903,8 @@ ca_set_pubkey(X509 *x, EVP_PKEY *key)
 	ASN1_INTEGER *ai_n = NULL, *ai_e = NULL;
 	int curve = NID_undef, content, total, rc = -1;
 
+	if (from != NULL && ca_copy_spki(spki, from, key) == 0)
+		return 0;
 	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC &&
 	    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_EC_ENCODING, encoding,
 	    sizeof(encoding), NULL) == 1 && strcmp(encoding, OSSL_PKEY_EC_ENCODING_GROUP) == 0 &&
@@ -1113,7 +1151,7 @@ ca_build_cert(const struct ca *ca, const struct ca_issue_params *p, time_t *nb, 
 		log_ssl_warnx("ca_issue: setting certificate fields");
 		goto out;
 	}
-	if (ca_set_pubkey(x, p->subject_key) == -1)
+	if (ca_set_pubkey(x, p->subject_key, p->subject_spki) == -1)
 		goto out;
 
 	if ((bc = BASIC_CONSTRAINTS_new()) == NULL)

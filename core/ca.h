@@ -45,6 +45,11 @@ void ca_new_serial(char out[41]);
 struct ca_issue_params {
 	const char *serial_hex;		/* from ca_new_serial() */
 	EVP_PKEY *subject_key;		/* from the CSR */
+	/* optional: the SubjectPublicKeyInfo subject_key was made from (the
+	 * CSR's, X509_REQ_get_X509_PUBKEY(csr_info.req)). An EC key on a named
+	 * curve is then copied into the certificate as encoded there, not
+	 * encoded again from subject_key; NULL: from subject_key. */
+	const X509_PUBKEY *subject_spki;
 	/* subject; NULL or "" fields are left out */
 	const char *cn, *o, *ou, *l, *st, *c;
 	const struct req_name *names;	/* SANs */

@@ -425,6 +425,7 @@ static int ra_sign(struct ca *ca, const struct enrolld_config *cfg, const struct
 	memset(&ip, 0, sizeof(ip));
 	ip.serial_hex = serial;
 	ip.subject_key = csr->pkey;
+	ip.subject_spki = X509_REQ_get_X509_PUBKEY(csr->req);
 	ip.cn = cn[0] != '\0' ? cn : NULL;
 	ip.o = f->v.org_name;
 	ip.ou = f->v.dept_name;

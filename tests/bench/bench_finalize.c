@@ -99,6 +99,7 @@ main(int argc, char **argv)
 		ca_new_serial(serial);
 		p.serial_hex = serial;
 		p.subject_key = info.pkey;
+		p.subject_spki = X509_REQ_get_X509_PUBKEY(info.req); /* as core/ra.c */
 		p.cn = info.common_name;
 		p.names = info.names;
 		p.n_names = info.n_names;

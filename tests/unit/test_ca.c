@@ -408,6 +408,50 @@ test_issue(struct ca *ca, X509 *root, EVP_PKEY *ec_key, EVP_PKEY *rsa_key, char 
 	OPENSSL_free(der);
 	der = NULL;
 
+	/* The request's SubjectPublicKeyInfo given (as core/ra.c does): EC is
+	 * copied from it, RSA encoded from the key; either way the same bytes
+	 * as without it, and the request's key. */
+	{
+		struct csr_info *csrs[] = { &ec_csr, &rsa_csr };
+		for (size_t i = 0; i < 2; i++) {
+			unsigned char *der2 = NULL, *spki_req = NULL, *spki_a = NULL, *spki_b = NULL;
+			size_t len2 = 0;
+			int n_req, n_a = -1, n_b = -1;
+			X509 *a = NULL, *b = NULL;
+			const unsigned char *q = NULL;
+
+			fill_params(&p, serial, csrs[i]->pkey, 90);
+			p.subject_spki = X509_REQ_get_X509_PUBKEY(csrs[i]->req);
+			if (i == 1)
+				p.key_usage = t_ku_digital_signature | t_ku_key_encipherment;
+			CHECK(ca_issue(ca, &p, &der, &len, &nb, &na) == 0, "ca_issue %s with the SPKI",
+			    i == 0 ? "EC" : "RSA");
+			if (der != NULL)
+				check_leaf(i == 0 ? "EC leaf, SPKI given" : "RSA leaf, SPKI given", der, len,
+				    serial, issuing, root, nb, na, 90, i == 1, i == 0 ? ec_key : rsa_key);
+			p.subject_spki = NULL;
+			CHECK(ca_issue(ca, &p, &der2, &len2, &nb, &na) == 0, "ca_issue without the SPKI");
+			n_req = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(csrs[i]->req), &spki_req);
+			if (der != NULL && (q = der) != NULL && (a = d2i_X509(NULL, &q, (long)len)) != NULL)
+				n_a = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(a), &spki_a);
+			if (der2 != NULL && (q = der2) != NULL && (b = d2i_X509(NULL, &q, (long)len2)) != NULL)
+				n_b = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(b), &spki_b);
+			CHECK(n_req > 0 && n_a == n_req && n_b == n_req &&
+			    memcmp(spki_a, spki_req, (size_t)n_req) == 0 &&
+			    memcmp(spki_b, spki_req, (size_t)n_req) == 0,
+			    "%s: the certificate's SubjectPublicKeyInfo is the request's, with or without it given",
+			    i == 0 ? "EC" : "RSA");
+			OPENSSL_free(spki_req);
+			OPENSSL_free(spki_a);
+			OPENSSL_free(spki_b);
+			X509_free(a);
+			X509_free(b);
+			OPENSSL_free(der);
+			OPENSSL_free(der2);
+			der = NULL;
+		}
+	}
+
 	/* A term beyond the issuing CA's life is capped at its notAfter. */
 	fill_params(&p, serial, ec_csr.pkey, 100000);
 	CHECK(ca_issue(ca, &p, &der, &len, &nb, &na) == 0, "ca_issue long term");
