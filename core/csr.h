@@ -28,7 +28,7 @@ struct csr_info {
 	 * "ec_curve_not_allowed", "ec_invalid_point", "key_type_unknown" */
 	const char *key_reject;
 	char common_name[NAME_MAX_LEN];	/* "" when absent */
-	struct req_name names[CSR_MAX_NAMES];
+	struct req_name names[CSR_MAX_NAMES];	/* only [0, n_names) is set */
 	size_t n_names;
 	/* when a name could not be read or canonicalised: the reason, else NULL */
 	const char *name_error;
