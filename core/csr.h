@@ -41,6 +41,11 @@ struct csr_info {
 int csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void csr_info_free(struct csr_info *info);
+/* An empty info that csr_info_free() accepts, as csr_parse() and
+ * csr_info_free() leave it: every field cleared but the names array
+ * (25 KiB, only read below n_names; zeroing it twice per request cost as
+ * much as the rest of csr_parse()'s own work). Cheaper than a memset. */
+void csr_info_init(struct csr_info *info);
 
 /* The key checks alone (also used for ACME account keys): returns the enum
  * key_type bit or 0 with *reject set. */

@@ -918,7 +918,7 @@ acme_finalize(struct acme_request *r)
 	enum ra_status rs;
 	int set;
 
-	memset(&csr, 0, sizeof(csr));
+	csr_info_init(&csr);
 	memset(&res, 0, sizeof(res));
 	order = acme_own_object(r, "order");
 	if (order == NULL)
