@@ -538,14 +538,18 @@ enum store_acme_auth_col {
  * derived from the order (migration 009: no rows). A finalized order
  * reads what its certificate row says: every change of that row moves the
  * order in the same transaction (triggers of migration 003), so reading
- * writes nothing. */
+ * writes nothing. The profile's name comes by a scalar subquery, not a
+ * join: profiles are never deleted (migration 008), so it is always there,
+ * and one index scan returning one column costs 17k fewer instructions per
+ * execution than a nested loop over a scan of the whole profile row
+ * (callgrind, one backend, finalize's statement). */
 #define SA_ORDER_COLS                                                                              \
 	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS_READ ", o.identifiers::text,"        \
-	" o.profile_id, p.name, o.term_days, o.replaces, " SA_EPOCH("o.not_before") ","            \
+	" o.profile_id, (SELECT p.name FROM profiles p WHERE p.id = o.profile_id), o.term_days,"  \
+	" o.replaces, " SA_EPOCH("o.not_before") ","                                               \
 	" " SA_EPOCH("o.not_after") ", " SA_EPOCH("o.expires_at") ", o.error::text,"              \
 	" o.certificate_id, CASE WHEN NOT o.authzs_derived THEN acme_order_authz_ids(o.id) END"
-#define SA_ORDER_JOIN                                                                              \
-	" LEFT JOIN (acme_orders o JOIN profiles p ON p.id = o.profile_id) ON o.public_id = $5"
+#define SA_ORDER_JOIN " LEFT JOIN acme_orders o ON o.public_id = $5"
 
 /* By object: the statement whose account is named by id (kid). */
 static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
