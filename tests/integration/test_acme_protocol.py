@@ -710,6 +710,52 @@ class AcmeFlowTest(AcmeBase):
         o = c.get(r.headers["location"])
         self.assertEqual(o.json["status"], "invalid", o)
 
+    def test_order_status_from_stored_authzs(self):
+        """An order with authorization rows reads as its authorizations say
+        (migration 012's functions, in the order read and in finalize's):
+        pending while one is pending, ready when all are valid, invalid
+        when one is past its expiry while pending; its authorizations are
+        listed in id order. Finalize of an order that is not ready is
+        orderNotReady and stores nothing."""
+        d = self.d
+        c = self.client(endpoint=self.slow)
+        names = ["s1." + self.domain, "s2." + self.domain, "s3." + self.domain]
+        r = c.new_order(names)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "pending")
+        public_id = r.headers["location"].rsplit("/", 1)[1]
+        oid = d.sql("SELECT id FROM acme_orders WHERE public_id = '%s'" % public_id)[0][0]
+        stored = [row[0] for row in d.sql("SELECT public_id FROM acme_authzs"
+                                          " WHERE order_id = %s ORDER BY id" % oid)]
+        self.assertEqual(len(stored), 3)
+        self.assertEqual([u.rsplit("/", 1)[1] for u in r.json["authorizations"]], stored)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.json, r.json)
+        before = counts(d)
+        f = c.finalize(r.json, make_csr(Key("ec"), names))
+        self.assertProblem(f, 403, "orderNotReady")
+        self.assertNothingStored(before)
+        # two valid, one pending: still pending
+        d.sql("UPDATE acme_authzs SET status = 'valid' WHERE public_id IN ('%s', '%s')"
+              % (stored[0], stored[2]))
+        self.assertEqual(c.get(r.headers["location"]).json["status"], "pending")
+        # all valid: ready (the stored status is still pending)
+        d.sql("UPDATE acme_authzs SET status = 'valid' WHERE order_id = %s" % oid)
+        o = c.get(r.headers["location"])
+        self.assertEqual(o.json["status"], "ready", o.json)
+        self.assertEqual([u.rsplit("/", 1)[1] for u in o.json["authorizations"]], stored)
+        self.assertEqual(d.sql("SELECT status FROM acme_orders WHERE id = %s" % oid)[0][0],
+                         "pending")
+        # one pending past its expiry: invalid, and finalize refuses
+        d.sql("UPDATE acme_authzs SET status = 'pending', expires_at = now() - interval '1 minute'"
+              " WHERE public_id = '%s'" % stored[1])
+        self.assertEqual(c.get(r.headers["location"]).json["status"], "invalid")
+        before = counts(d)
+        f = c.finalize(r.json, make_csr(Key("ec"), names))
+        self.assertProblem(f, 403, "orderNotReady")
+        self.assertIn("invalid", f.json.get("detail", ""))
+        self.assertNothingStored(before)
+
     def test_profile_and_term(self):
         c = self.client()
         r = c.new_order(["p." + self.domain], {"profile": "no-such-profile"})
