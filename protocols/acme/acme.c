@@ -35,6 +35,18 @@
  * once per database connection, the check that crash recovery did not
  * empty acme_nonces: store_acme_auth()).
  *
+ * newOrder of an account this process already authenticated (its parsed
+ * key and its organization and department are in the key cache) is ONE
+ * round trip in all (acme_new_order_fast(), acme_order.c): the signature is
+ * verified with the cached key and the order decided with the cached
+ * policy facts BEFORE the statement, which consumes the nonce, checks that
+ * the account is still valid with that key, organization and department
+ * and that the facts generation did not move, and only then inserts the
+ * order. When it inserted nothing the account is judged and the order
+ * decided again as above, without a second nonce. Every other outcome (a
+ * refusal, a replacing order, a key that does not verify) takes the
+ * ordinary way and answers exactly as it.
+ *
  * Measured costs that shaped this (OpenSSL 3.0, PostgreSQL 15): turning a
  * stored JWK into a key costs more than the ECDSA verification itself (so
  * keys are cached), and initialising a verification context a further ~3%
