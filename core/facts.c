@@ -508,6 +508,21 @@ void facts_cache_flush(void)
 	pthread_mutex_unlock(&facts_lock);
 }
 
+int64_t facts_cached_generation(void)
+{
+	int64_t generation;
+
+	pthread_mutex_lock(&facts_lock);
+	generation = facts_generation;
+	pthread_mutex_unlock(&facts_lock);
+	return generation;
+}
+
+int64_t facts_view_generation(const struct facts_view *v)
+{
+	return v->entry != NULL ? v->entry->generation : 0;
+}
+
 void facts_view_free(struct facts_view *v)
 {
 	free(v->domains);

@@ -76,6 +76,13 @@ int facts_get(struct db *db, int64_t generation, int64_t org_id, int64_t dept_id
 
 void facts_view_free(struct facts_view *v);
 
+/* The generation of the facts cached now (0: none), for a caller that
+ * decides before it reads the current generation and has its statement
+ * check that the generation did not move (store_acme_new_order()). */
+int64_t facts_cached_generation(void);
+/* The generation of the facts view v was built from (0: not cached). */
+int64_t facts_view_generation(const struct facts_view *v);
+
 /* Drops every cached entry (tests; a process that knows it changed things). */
 void facts_cache_flush(void);
 

@@ -68,6 +68,8 @@ enum store_acme_stmt {
 	SA_ORDER_CREATE,
 	SA_ORDER_CREATE_REPLACING,
 	SA_ORDER_CREATE_DERIVED_AUTHZS,
+	SA_NEW_ORDER,
+	SA_NEW_ORDER_DERIVED_AUTHZS,
 	SA_ORDER_LIST,
 	SA_ORDER_SET,
 	SA_AUTHZ_DEACTIVATE,
@@ -106,6 +108,8 @@ static const char *const store_acme_stmt_names[SA__MAX] = {
 	"enrolld_acme_order_create",
 	"enrolld_acme_order_create_replacing",
 	"enrolld_acme_order_create_derived_authzs",
+	"enrolld_acme_new_order",
+	"enrolld_acme_new_order_derived_authzs",
 	"enrolld_acme_order_list",
 	"enrolld_acme_order_set",
 	"enrolld_acme_authz_deactivate",
@@ -923,6 +927,37 @@ out:
 	return rc;
 }
 
+/*
+ * What every statement consuming a nonce runs first: the sentinel check
+ * (store_acme_sentinel_check()) and, when in->prune, the prune of expired
+ * nonce rows. 1 go on; 0 with out->sentinel_ok false (nothing consumed,
+ * nothing loaded); -1.
+ */
+static int
+store_acme_auth_begin(struct db *db, const struct store_acme_auth_in *in,
+    struct store_acme_auth_out *out)
+{
+	static const char prune_sql[] = "DELETE FROM acme_nonces WHERE expires_at < now()";
+	PGresult *res = NULL;
+	int r;
+
+	r = store_acme_sentinel_check(db, in->sentinel);
+	if (r < 0)
+		return -1;
+	if (r == 0) {
+		out->sentinel_ok = false;
+		return 0;
+	}
+	out->sentinel_ok = true;
+	if (in->prune) {
+		res = store_acme_exec(db, SA_NONCE_PRUNE, prune_sql, 0, NULL);
+		if (res == NULL)
+			return -1;
+		PQclear(res);
+	}
+	return 1;
+}
+
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
@@ -941,23 +976,9 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 		log_warnx("store_acme_auth: the account must be named by id, or by key alone");
 		return -1;
 	}
-	r = store_acme_sentinel_check(db, in->sentinel);
-	if (r < 0)
-		return -1;
-	if (r == 0) {
-		out->sentinel_ok = false; /* nothing consumed, nothing loaded */
-		return 0;
-	}
-	out->sentinel_ok = true;
-	if (in->prune) {
-		static const char prune_sql[] = "DELETE FROM acme_nonces WHERE expires_at < now()";
-
-		res = store_acme_exec(db, SA_NONCE_PRUNE, prune_sql, 0, NULL);
-		if (res == NULL)
-			goto out;
-		PQclear(res);
-		res = NULL;
-	}
+	r = store_acme_auth_begin(db, in, out);
+	if (r <= 0)
+		return r;
 	snprintf(expires, sizeof(expires), "%" PRId64, in->nonce_expires);
 	params[0] = in->nonce;
 	params[1] = expires;
@@ -1203,9 +1224,10 @@ store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t accoun
 	" to_timestamp($8::double precision), to_timestamp($9::double precision), " derived ")"   \
 	" RETURNING id, account_id, expires_at)"
 
-/* The authorizations ($10) and challenges of the order inserted as o. */
-#define SA_ORDER_CREATE_AUTHZS                                                                     \
-	" x AS (SELECT * FROM json_to_recordset($10::json) AS x(public_id text, status text,"     \
+/* The authorizations (parameter p, JSON text) and challenges of the order
+ * inserted as o. */
+#define SA_ORDER_AUTHZS_OF(p)                                                                      \
+	" x AS (SELECT * FROM json_to_recordset(" p "::json) AS x(public_id text, status text,"    \
 	" type text, value text, wildcard boolean, challenges json)),"                             \
 	" z AS (INSERT INTO acme_authzs (public_id, order_id, account_id, status, id_type,"        \
 	" id_value, wildcard, expires_at)"                                                         \
@@ -1215,6 +1237,7 @@ store_acme_account_key_change(struct db *db, int64_t endpoint_id, int64_t accoun
 	" SELECT ch.public_id, z.id, ch.type, ch.token FROM x JOIN z ON z.public_id = x.public_id" \
 	" CROSS JOIN LATERAL json_to_recordset(x.challenges) AS ch(public_id text, type text,"    \
 	" token text))"
+#define SA_ORDER_CREATE_AUTHZS SA_ORDER_AUTHZS_OF("$10")
 
 /*
  * The replacing newOrder (RFC 9773 §5), $11 the replaced certificate's
@@ -1315,6 +1338,122 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 		rc = 0;
 	} else {
 		log_warnx("PQexecPrepared(acme_order_create): no order id");
+	}
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * newOrder in one round trip (store_acme_new_order()). $1-$5 as the auth
+ * statement of STORE_ACME_OBJ_FACTS (nonce, its expiry, endpoint, account
+ * id, the held key's thumbprint); $6 org, $7 dept (NULL: none), $8 facts
+ * generation: what the caller decided with; $9-$15 the order (public id,
+ * status, identifiers, profile, term, not_after, expires), $16 its
+ * authorizations (not when derived). The nonce INSERT fails the whole
+ * statement when the nonce was used (SA_AUTH_WITH): nothing written. a is
+ * the account (or a row of NULLs) with the current generation; the order
+ * is inserted only when a says the decision still holds: valid, the held
+ * key, the same organization and department, the same generation. The row
+ * has the auth statement's columns (SA_COL_*: account, NULL object,
+ * generation) and the new order's id (NULL: not stored) last. The order's
+ * commit does not wait for its WAL flush, as store_acme_order_create()'s
+ * (SA_ORDER_ASYNC_COMMIT); the nonce table is unlogged either way.
+ */
+#define SA_NEW_ORDER_SQL(derived, authzs)                                                          \
+	SA_AUTH_WITH "," SA_ORDER_ASYNC_COMMIT                                                     \
+	" a AS (SELECT a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint,"                     \
+	" CASE WHEN a.key_thumbprint = $5::text THEN NULL ELSE a.jwk::text END AS jwk,"          \
+	" g.generation FROM (VALUES (1)) AS one LEFT JOIN acme_accounts a"                         \
+	" ON a.id = $4::bigint AND a.endpoint_id = $3::bigint"                                     \
+	" LEFT JOIN policy_generation g ON g.one),"                                                \
+	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers, profile_id,"  \
+	" term_days, not_after, expires_at, authzs_derived)"                                       \
+	" SELECT $9, a.id, $10, $11::jsonb, $12::bigint, $13::int,"                                \
+	" to_timestamp($14::double precision), to_timestamp($15::double precision), " derived     \
+	" FROM a WHERE a.status = 'valid' AND a.key_thumbprint = $5::text"                         \
+	" AND a.org_id IS NOT DISTINCT FROM $6::bigint AND a.dept_id IS NOT DISTINCT FROM $7::bigint" \
+	" AND a.generation = $8::bigint RETURNING id, account_id, expires_at)"                    \
+	authzs                                                                                     \
+	" SELECT true, a.id, a.status, a.org_id, a.dept_id, a.key_thumbprint, a.jwk, NULL::text,"  \
+	" a.generation::text, (SELECT o.id FROM o) FROM a WHERE " SA_ORDER_ASYNC_COMMIT_READ
+
+/* The column of the new order's id, after the auth statement's. */
+#define SA_COL_NEW_ORDER_ID (SA_COL_GENERATION + 1)
+
+int
+store_acme_new_order(struct db *db, const struct store_acme_auth_in *auth,
+    const struct store_acme_new_order_guard *guard, const struct store_acme_order_new *order,
+    struct store_acme_auth_out *out, int64_t *order_id)
+{
+	static const char sql[] = SA_NEW_ORDER_SQL("false", "," SA_ORDER_AUTHZS_OF("$16"));
+	static const char derived_sql[] = SA_NEW_ORDER_SQL("true", "");
+	char expires[24], endpoint[24], account[24], org[24], dept[24], generation[24];
+	char profile[24], term[16], not_after[24], order_expires[24];
+	const char *params[16];
+	PGresult *res = NULL;
+	int rc = -1, r;
+
+	memset(out, 0, sizeof(*out));
+	*order_id = 0;
+	if (auth->account_id == 0 || auth->key_thumbprint == NULL ||
+	    auth->key_thumbprint[0] == '\0' || order->replaces_serial != NULL ||
+	    guard->facts_generation <= 0) {
+		log_warnx("store_acme_new_order: needs an account by id, its held key, a "
+			  "generation, and no replaced certificate");
+		return -1;
+	}
+	r = store_acme_auth_begin(db, auth, out);
+	if (r <= 0)
+		return r;
+	snprintf(expires, sizeof(expires), "%" PRId64, auth->nonce_expires);
+	snprintf(generation, sizeof(generation), "%" PRId64, guard->facts_generation);
+	snprintf(term, sizeof(term), "%d", order->term_days);
+	snprintf(not_after, sizeof(not_after), "%" PRId64, order->not_after);
+	snprintf(order_expires, sizeof(order_expires), "%" PRId64, order->expires);
+	params[0] = auth->nonce;
+	params[1] = expires;
+	params[2] = store_acme_id(endpoint, auth->endpoint_id);
+	params[3] = store_acme_id(account, auth->account_id);
+	params[4] = auth->key_thumbprint;
+	params[5] = store_acme_id(org, guard->org_id);
+	params[6] = store_acme_id(dept, guard->dept_id);
+	params[7] = generation;
+	params[8] = order->public_id;
+	params[9] = order->status;
+	params[10] = order->identifiers;
+	params[11] = store_acme_id(profile, order->profile_id);
+	params[12] = term;
+	params[13] = order->not_after != 0 ? not_after : NULL;
+	params[14] = order_expires;
+	params[15] = order->authzs;
+	if (order->authzs_derived)
+		res = store_acme_exec(db, SA_NEW_ORDER_DERIVED_AUTHZS, derived_sql, 15, params);
+	else
+		res = store_acme_exec(db, SA_NEW_ORDER, sql, 16, params);
+	if (res == NULL) {
+		/* the nonce was used before (SA_AUTH_WITH): nothing written */
+		if (strcmp(db->last_sqlstate, "23505") == 0) {
+			out->nonce_fresh = false;
+			rc = 0;
+		}
+		goto out;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != SA_COL_NEW_ORDER_ID + 1) {
+		log_warnx("PQexecPrepared(acme_new_order): %d rows", PQntuples(res));
+		goto out;
+	}
+	out->nonce_fresh = strcmp(PQgetvalue(res, 0, SA_COL_NONCE_FRESH), "t") == 0;
+	if (store_acme_auth_account(res, false, &out->account) != 0)
+		goto out;
+	if (!PQgetisnull(res, 0, SA_COL_GENERATION))
+		out->facts_generation = strtoll(PQgetvalue(res, 0, SA_COL_GENERATION), NULL, 10);
+	if (!PQgetisnull(res, 0, SA_COL_NEW_ORDER_ID))
+		*order_id = strtoll(PQgetvalue(res, 0, SA_COL_NEW_ORDER_ID), NULL, 10);
+	rc = 0;
+out:
+	if (rc != 0) {
+		json_decref(out->account);
+		out->account = NULL;
 	}
 	PQclear(res);
 	return rc;

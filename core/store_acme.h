@@ -235,6 +235,32 @@ int store_acme_order_create(struct db *db, const struct store_acme_order_new *in
     int64_t *order_id, enum store_acme_replace_refusal *refusal)
     __attribute__((warn_unused_result));
 
+/* What a newOrder was decided with, for store_acme_new_order(). */
+struct store_acme_new_order_guard {
+	int64_t org_id, dept_id;	/* the account's (0: none) */
+	int64_t facts_generation;	/* of the policy facts (core/facts.h) */
+};
+
+/*
+ * newOrder of an account whose key the caller holds, in ONE statement: it
+ * consumes auth's nonce (exactly as store_acme_auth(): the sentinel, the
+ * prune, a used nonce stores nothing), loads the account as
+ * store_acme_auth() with STORE_ACME_OBJ_FACTS does (by id; auth->
+ * key_thumbprint is the held key's and required) with the facts
+ * generation, and inserts `order` (its authorizations and challenges, or
+ * derived: as store_acme_order_create(); not a replacing order) only when
+ * the account is 'valid', its key is the held one, its organization and
+ * department are guard's and the generation is guard's: the decision the
+ * caller made before the statement still holds. 0 with *out (as
+ * store_acme_auth()'s) and *order_id: the order stored, or 0 when not
+ * (then the nonce alone was consumed: the caller judges out->account and
+ * decides again at out->facts_generation, and may store the order with
+ * store_acme_order_create()); -1.
+ */
+int store_acme_new_order(struct db *db, const struct store_acme_auth_in *auth,
+    const struct store_acme_new_order_guard *guard, const struct store_acme_order_new *order,
+    struct store_acme_auth_out *out, int64_t *order_id) __attribute__((warn_unused_result));
+
 /* Orders of an account, newest first, ids below `before` (0: from the
  * newest), at most `limit` + 1: {"items":[{"id","public_id"}]}. 0 or -1. */
 int store_acme_order_list(struct db *db, int64_t account_id, int64_t before, int limit,

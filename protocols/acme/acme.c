@@ -35,6 +35,18 @@
  * once per database connection, the check that crash recovery did not
  * empty acme_nonces: store_acme_auth()).
  *
+ * newOrder of an account this process already authenticated (its parsed
+ * key and its organization and department are in the key cache) is ONE
+ * round trip in all (acme_new_order_fast(), acme_order.c): the signature is
+ * verified with the cached key and the order decided with the cached
+ * policy facts BEFORE the statement, which consumes the nonce, checks that
+ * the account is still valid with that key, organization and department
+ * and that the facts generation did not move, and only then inserts the
+ * order. When it inserted nothing the account is judged and the order
+ * decided again as above, without a second nonce. Every other outcome (a
+ * refusal, a replacing order, a key that does not verify) takes the
+ * ordinary way and answers exactly as it.
+ *
  * Measured costs that shaped this (OpenSSL 3.0, PostgreSQL 15): turning a
  * stored JWK into a key costs more than the ECDSA verification itself (so
  * keys are cached), and initialising a verification context a further ~3%
@@ -779,28 +791,61 @@ struct acme_key_slot {
 	int64_t account_id;
 	char thumbprint[ACME_JWK_THUMBPRINT_LEN];
 	struct acme_jws_verifier *verifier;
+	/* the account as a request last authenticated it (valid, with this
+	 * key): newOrder decides with these before its one statement, which
+	 * checks them (acme_new_order_fast()) */
+	bool account_known;
+	int64_t org_id, dept_id;
 };
 
 static pthread_mutex_t acme_key_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct acme_key_slot acme_key_cache[ACME_KEY_CACHE];
 
 /* The cached key of account `id` (a new reference the caller frees) with its
- * thumbprint in `thumb`, or NULL (thumb "") when none is cached. */
+ * thumbprint in `thumb`, or NULL (thumb "") when none is cached; *known (when
+ * not NULL) true with the account's *org_id and *dept_id when a request
+ * authenticated it with that key (acme_key_cache_account()). */
 static struct acme_jws_verifier *
-acme_key_cache_get(int64_t id, char thumb[ACME_JWK_THUMBPRINT_LEN])
+acme_key_cache_get(int64_t id, char thumb[ACME_JWK_THUMBPRINT_LEN], bool *known,
+    int64_t *org_id, int64_t *dept_id)
 {
 	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
 	struct acme_jws_verifier *v = NULL;
 
 	thumb[0] = '\0';
+	if (known != NULL)
+		*known = false;
 	pthread_mutex_lock(&acme_key_lock);
 	if (slot->verifier != NULL && slot->account_id == id &&
 	    acme_jws_verifier_up_ref(slot->verifier) == 0) {
 		v = slot->verifier;
 		memcpy(thumb, slot->thumbprint, ACME_JWK_THUMBPRINT_LEN);
+		if (known != NULL && slot->account_known) {
+			*known = true;
+			*org_id = slot->org_id;
+			*dept_id = slot->dept_id;
+		}
 	}
 	pthread_mutex_unlock(&acme_key_lock);
 	return v;
+}
+
+/* Remembers that account id, holding the cached key of thumbprint thumb,
+ * was valid with org_id and dept_id (0: none) when a request of it was
+ * authenticated. */
+static void
+acme_key_cache_account(int64_t id, const char *thumb, int64_t org_id, int64_t dept_id)
+{
+	struct acme_key_slot *slot = &acme_key_cache[(uint64_t)id % ACME_KEY_CACHE];
+
+	pthread_mutex_lock(&acme_key_lock);
+	if (slot->verifier != NULL && slot->account_id == id &&
+	    strcmp(slot->thumbprint, thumb) == 0) {
+		slot->account_known = true;
+		slot->org_id = org_id;
+		slot->dept_id = dept_id;
+	}
+	pthread_mutex_unlock(&acme_key_lock);
 }
 
 /* Caches `v` (the caller keeps its reference) as account id's key with
@@ -817,6 +862,7 @@ acme_key_cache_put(int64_t id, const char *thumb, struct acme_jws_verifier *v)
 	old = slot->verifier;
 	slot->verifier = v;
 	slot->account_id = id;
+	slot->account_known = false;
 	snprintf(slot->thumbprint, sizeof(slot->thumbprint), "%s", thumb);
 	pthread_mutex_unlock(&acme_key_lock);
 	acme_jws_verifier_free(old);
@@ -865,7 +911,9 @@ acme_account_key(const json_t *account, struct acme_jws_verifier *held, const ch
 
 /* Runs the POST pipeline (see the top of this file), loading the object
  * `obj` named `public_id` with the account. 0 when the handler may run, -1
- * after answering. */
+ * after answering. A newOrder (STORE_ACME_OBJ_FACTS) of an account this
+ * process authenticated before is tried in one statement first
+ * (acme_new_order_fast()): when that answered, so does this (-1). */
 static int
 acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_object obj,
     const char *public_id)
@@ -877,8 +925,8 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	struct acme_jws_verifier *held = NULL;
 	struct store_acme_auth_in in;
 	struct store_acme_auth_out out;
-	int64_t expires = 0, kid_id = 0;
-	const char *status = NULL;
+	int64_t expires = 0, kid_id = 0, org_id = 0, dept_id = 0;
+	bool known = false;
 	size_t len;
 	int r_nonce;
 
@@ -940,34 +988,56 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 	in.account_id = kid_id;
 	in.thumbprint = r->jws.kid == NULL ? thumb : NULL;
 	if (kid_id != 0) {
-		held = acme_key_cache_get(kid_id, held_thumb);
+		held = acme_key_cache_get(kid_id, held_thumb, &known, &org_id, &dept_id);
 		in.key_thumbprint = held_thumb;
 	}
 	in.object = obj;
 	in.public_id = public_id;
 	in.authz_index = r->authz_index;
+	if (obj == STORE_ACME_OBJ_FACTS && held != NULL && known) {
+		if (db_ensure(r->door->db) != 0) {
+			acme_jws_verifier_free(held);
+			acme_db_failure(r, "nonce and account");
+			return -1;
+		}
+		if (acme_new_order_fast(r, &in, held, held_thumb, org_id, dept_id) != 0) {
+			acme_jws_verifier_free(held);
+			return -1; /* answered */
+		}
+	}
 	if (db_ensure(r->door->db) != 0 || store_acme_auth(r->door->db, &in, &out) != 0) {
 		acme_jws_verifier_free(held);
 		acme_db_failure(r, "nonce and account");
 		return -1;
 	}
-	r->account = out.account;
-	r->object = out.object;
-	r->facts_generation = out.facts_generation;
-	if (r->jws.kid != NULL && r->account != NULL && out.nonce_fresh) {
+	return acme_auth_finish(r, &out, held, held_thumb, sentinel);
+}
+
+int
+acme_auth_finish(struct acme_request *r, struct store_acme_auth_out *out,
+    struct acme_jws_verifier *held, const char *held_thumb, const char *sentinel)
+{
+	const char *problem = NULL, *status = NULL;
+	char detail[256] = "";
+
+	r->account = out->account;
+	r->object = out->object;
+	r->facts_generation = out->facts_generation;
+	out->account = out->object = NULL;
+	if (r->jws.kid != NULL && r->account != NULL && out->nonce_fresh) {
 		r->verifier = acme_account_key(r->account, held, held_thumb);
 		if (r->verifier != NULL &&
 		    EVP_PKEY_up_ref(acme_jws_verifier_key(r->verifier)) == 1)
 			r->key = acme_jws_verifier_key(r->verifier);
 	}
 	acme_jws_verifier_free(held);
-	if (!out.sentinel_ok) {
+	if (!out->sentinel_ok) {
 		acme_nonce_key_forget(sentinel);
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE,
 		    "the nonce key was replaced; retry with a new nonce");
 		return -1;
 	}
-	if (!out.nonce_fresh) {
+	if (!out->nonce_fresh) {
 		acme_problem(r, 400, ACME_PROBLEM_BAD_NONCE, "the nonce was used before");
 		return -1;
 	}
@@ -1005,6 +1075,9 @@ acme_authenticate(struct acme_request *r, enum acme_auth mode, enum store_acme_o
 		    status != NULL ? status : "not valid");
 		return -1;
 	}
+	if (r->jws.kid != NULL && r->verifier != NULL)
+		acme_key_cache_account(r->account_id, acme_json_str(r->account, "thumbprint"),
+		    acme_json_id(r->account, "org_id"), acme_json_id(r->account, "dept_id"));
 	return 0;
 }
 

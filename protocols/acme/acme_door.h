@@ -154,6 +154,21 @@ int64_t acme_json_id(const json_t *obj, const char *key);
 /* The string `key` of a JSON object, or NULL. */
 const char *acme_json_str(const json_t *obj, const char *key);
 
+/*
+ * The second half of the POST pipeline (acme.c), after the statement that
+ * consumed the nonce and loaded the account (store_acme_auth() or
+ * store_acme_new_order()) filled *out: takes out->account and out->object
+ * into r (out's pointers are cleared), answers badNonce, an unknown
+ * account, a bad signature or an account that is not valid exactly as every
+ * request does, and verifies with `held` (the cached key of thumbprint
+ * held_thumb, or NULL; the reference is released) when it is still the
+ * account's. sentinel: of the nonce key. 0 when the handler may run, -1
+ * after answering.
+ */
+struct store_acme_auth_out;
+int acme_auth_finish(struct acme_request *r, struct store_acme_auth_out *out,
+    struct acme_jws_verifier *held, const char *held_thumb, const char *sentinel);
+
 /* acme_account.c */
 void acme_new_account(struct acme_request *r);
 void acme_account(struct acme_request *r, const char *id);
@@ -161,6 +176,23 @@ void acme_key_change(struct acme_request *r);
 
 /* acme_order.c; the object handlers find theirs in r->object */
 void acme_new_order(struct acme_request *r);
+/*
+ * newOrder in one round trip, for an account this process authenticated
+ * before with the key `held` (thumbprint held_thumb) and found in org_id /
+ * dept_id: verifies the JWS with held and decides with the cached policy
+ * facts BEFORE any statement, then stores the order with
+ * store_acme_new_order(), which consumes auth's nonce and checks that the
+ * decision still holds. 0 when not tried (a replacing order, no cached
+ * facts, a signature held does not verify, a refusal: the caller runs the
+ * ordinary pipeline; nothing was consumed and r->resp is as it was); 1
+ * when answered (the order, or what the ordinary pipeline would answer:
+ * when the statement stored nothing the account is judged as every request
+ * does and the order decided again at the current generation). held stays
+ * the caller's.
+ */
+struct store_acme_auth_in;
+int acme_new_order_fast(struct acme_request *r, const struct store_acme_auth_in *auth,
+    struct acme_jws_verifier *held, const char *held_thumb, int64_t org_id, int64_t dept_id);
 void acme_orders(struct acme_request *r, const char *account_id);
 void acme_order(struct acme_request *r);
 void acme_finalize(struct acme_request *r);

@@ -474,8 +474,40 @@ acme_order_profile(const struct acme_request *r, const json_t *payload)
 	return acme_profile_by_id(&r->ep, r->ep.default_profile_id);
 }
 
-void
-acme_new_order(struct acme_request *r)
+/* A newOrder decided: what to store and answer (acme_new_order_plan()). */
+struct acme_order_plan {
+	const struct acme_profile *profile;
+	struct acme_ident *ids;
+	int n;
+	json_t *identifiers, *authzs, *public_ids;
+	char *identifiers_text, *authzs_text;
+	char public_id[ACME_PUBLIC_ID_LEN];
+	char replaces_serial[41];
+	int64_t facts_generation;	/* of the facts decided with */
+	struct store_acme_order_new in;
+};
+
+static void
+acme_order_plan_free(struct acme_order_plan *p)
+{
+	free(p->ids);
+	free(p->identifiers_text);
+	free(p->authzs_text);
+	json_decref(p->identifiers);
+	json_decref(p->authzs);
+	json_decref(p->public_ids);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Decides r's newOrder for an account of org_id / dept_id with the policy
+ * facts of `generation` (or later: facts_get()) and, when it may be stored,
+ * fills *p (free it with acme_order_plan_free()): 1. Otherwise 0 after
+ * answering (nothing stored).
+ */
+static int
+acme_new_order_plan(struct acme_request *r, int64_t org_id, int64_t dept_id, int64_t generation,
+    struct acme_order_plan *p)
 {
 	const json_t *payload = r->jws.payload_json;
 	const struct acme_profile *profile = NULL;
@@ -483,20 +515,13 @@ acme_new_order(struct acme_request *r)
 	struct facts_view facts;
 	struct req_name *names = NULL;
 	struct policy_decision dec;
-	struct store_acme_order_new in;
-	json_t *subs = NULL, *identifiers = NULL, *authzs = NULL;
-	json_t *public_ids = NULL, *order = NULL;
-	char *identifiers_text = NULL, *authzs_text = NULL;
-	char public_id[ACME_PUBLIC_ID_LEN], expires_text[32], not_after_text[32];
-	int64_t org_id = acme_json_id(r->account, "org_id");
-	int64_t dept_id = acme_json_id(r->account, "dept_id");
-	int64_t not_after = 0, order_id = 0, expires;
+	json_t *subs = NULL;
+	int64_t not_after = 0;
 	const char *replaces = NULL;
-	char replaces_serial[41];
-	enum store_acme_replace_refusal refusal;
-	int n, i, term, refused = 0, created;
+	int n, i, term, refused = 0, rc = 0;
 	bool all_valid = true, derived;
 
+	memset(p, 0, sizeof(*p));
 	memset(&facts, 0, sizeof(facts));
 	if (!json_is_object(payload)) {
 		acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "newOrder needs a JSON object payload");
@@ -515,7 +540,7 @@ acme_new_order(struct acme_request *r)
 			acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "\"replaces\" must be a certID");
 			goto out;
 		}
-		if (acme_cert_id_parse(r->door, replaces, replaces_serial, &detail) != 0) {
+		if (acme_cert_id_parse(r->door, replaces, p->replaces_serial, &detail) != 0) {
 			acme_problem(r, 400, ACME_PROBLEM_MALFORMED, "\"replaces\": %s", detail);
 			goto out;
 		}
@@ -563,7 +588,7 @@ acme_new_order(struct acme_request *r)
 		goto oom;
 	for (i = 0; i < n; i++)
 		names[i] = ids[i].name;
-	if (facts_get(r->door->db, r->facts_generation, org_id, dept_id, profile->id, 0, names,
+	if (facts_get(r->door->db, generation, org_id, dept_id, profile->id, 0, names,
 		(size_t)n, &facts) != 0) {
 		acme_db_failure(r, "order facts");
 		goto out;
@@ -621,43 +646,99 @@ acme_new_order(struct acme_request *r)
 		goto out;
 	}
 
-	/* Store the order, its authorizations and their challenges at once. */
-	identifiers = json_array();
-	authzs = json_array();
-	public_ids = json_array();
-	if (identifiers == NULL || authzs == NULL || public_ids == NULL)
+	/* The order, its authorizations and their challenges, to store at
+	 * once. */
+	p->profile = profile;
+	p->ids = ids;
+	ids = NULL;
+	p->n = n;
+	p->facts_generation = facts_view_generation(&facts);
+	p->identifiers = json_array();
+	p->authzs = json_array();
+	p->public_ids = json_array();
+	if (p->identifiers == NULL || p->authzs == NULL || p->public_ids == NULL)
 		goto oom;
 	for (i = 0; i < n; i++)
-		if (json_array_append_new(identifiers,
-			json_pack("{s:s, s:s}", "type", ids[i].type, "value", ids[i].name.value)) !=
-		    0)
+		if (json_array_append_new(p->identifiers,
+			json_pack("{s:s, s:s}", "type", p->ids[i].type, "value",
+			    p->ids[i].name.value)) != 0)
 			goto oom;
 	/* Every name validated beforehand, and no RFC 9773 claim to make (a
 	 * statement of its own): the authorizations are derived from the order
 	 * (store_acme.h), no row each. */
 	derived = all_valid && replaces == NULL;
-	if (acme_public_id(public_id) != 0 ||
-	    (!derived && acme_order_authzs(ids, n, authzs, public_ids) != 0))
+	if (acme_public_id(p->public_id) != 0 ||
+	    (!derived && acme_order_authzs(p->ids, n, p->authzs, p->public_ids) != 0))
 		goto oom;
-	identifiers_text = json_dumps(identifiers, JSON_COMPACT);
-	authzs_text = derived ? NULL : json_dumps(authzs, JSON_COMPACT);
-	if (identifiers_text == NULL || (!derived && authzs_text == NULL))
+	p->identifiers_text = json_dumps(p->identifiers, JSON_COMPACT);
+	p->authzs_text = derived ? NULL : json_dumps(p->authzs, JSON_COMPACT);
+	if (p->identifiers_text == NULL || (!derived && p->authzs_text == NULL))
 		goto oom;
-	expires = (int64_t)time(NULL) + ACME_ORDER_LIFETIME;
-	memset(&in, 0, sizeof(in));
-	in.public_id = public_id;
-	in.account_id = r->account_id;
-	in.status = all_valid ? "ready" : "pending";
-	in.identifiers = identifiers_text;
-	in.profile_id = profile->id;
-	in.term_days = term;
-	in.replaces = replaces;
-	in.replaces_serial = replaces != NULL ? replaces_serial : NULL;
-	in.not_after = not_after;
-	in.expires = expires;
-	in.authzs = authzs_text;
-	in.authzs_derived = derived;
-	created = store_acme_order_create(r->door->db, &in, &order_id, &refusal);
+	p->in.public_id = p->public_id;
+	p->in.account_id = r->account_id;
+	p->in.status = all_valid ? "ready" : "pending";
+	p->in.identifiers = p->identifiers_text;
+	p->in.profile_id = profile->id;
+	p->in.term_days = term;
+	p->in.replaces = replaces;
+	p->in.replaces_serial = replaces != NULL ? p->replaces_serial : NULL;
+	p->in.not_after = not_after;
+	p->in.expires = (int64_t)time(NULL) + ACME_ORDER_LIFETIME;
+	p->in.authzs = p->authzs_text;
+	p->in.authzs_derived = derived;
+	rc = 1;
+	goto out;
+oom:
+	acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+out:
+	if (rc != 1)
+		acme_order_plan_free(p);
+	free(ids);
+	json_decref(subs);
+	facts_view_free(&facts);
+	free(names);
+	return rc;
+}
+
+/* Answers 201 with the order of plan p, stored as order_id: built from what
+ * was stored, without reading it back. */
+static void
+acme_new_order_reply(struct acme_request *r, const struct acme_order_plan *p, int64_t order_id)
+{
+	char expires_text[32], not_after_text[32];
+	json_t *order = NULL;
+
+	acme_time_text(p->in.expires, expires_text);
+	order = json_pack("{s:I, s:s, s:I, s:s, s:O, s:s, s:s, s:O}", "id", (json_int_t)order_id,
+	    "public_id", p->public_id, "account_id", (json_int_t)r->account_id, "status",
+	    p->in.status, "identifiers", p->identifiers, "profile", p->profile->name, "expires",
+	    expires_text, "authzs", p->in.authzs_derived ? json_null() : p->public_ids);
+	if (order == NULL) {
+		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+		return;
+	}
+	if (p->in.not_after != 0) {
+		acme_time_text(p->in.not_after, not_after_text);
+		json_object_set_new(order, "not_after", json_string(not_after_text));
+	}
+	if (p->in.replaces != NULL)
+		json_object_set_new(order, "replaces", json_string(p->in.replaces));
+	acme_order_reply(r, 201, order);
+	json_decref(order);
+}
+
+void
+acme_new_order(struct acme_request *r)
+{
+	struct acme_order_plan plan;
+	enum store_acme_replace_refusal refusal;
+	int64_t order_id = 0;
+	int created;
+
+	if (acme_new_order_plan(r, acme_json_id(r->account, "org_id"),
+		acme_json_id(r->account, "dept_id"), r->facts_generation, &plan) != 1)
+		return;
+	created = store_acme_order_create(r->door->db, &plan.in, &order_id, &refusal);
 	if (created < 0) {
 		acme_db_failure(r, "order create");
 		goto out;
@@ -680,36 +761,76 @@ acme_new_order(struct acme_request *r)
 		}
 		goto out;
 	}
-
-	/* The reply is built from what was stored, without reading it back. */
-	acme_time_text(expires, expires_text);
-	order = json_pack("{s:I, s:s, s:I, s:s, s:O, s:s, s:s, s:O}", "id", (json_int_t)order_id,
-	    "public_id", public_id, "account_id", (json_int_t)r->account_id, "status", in.status,
-	    "identifiers", identifiers, "profile", profile->name, "expires", expires_text, "authzs",
-	    derived ? json_null() : public_ids);
-	if (order == NULL)
-		goto oom;
-	if (not_after != 0) {
-		acme_time_text(not_after, not_after_text);
-		json_object_set_new(order, "not_after", json_string(not_after_text));
-	}
-	if (replaces != NULL)
-		json_object_set_new(order, "replaces", json_string(replaces));
-	acme_order_reply(r, 201, order);
-	goto out;
-oom:
-	acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+	acme_new_order_reply(r, &plan, order_id);
 out:
-	free(ids);
-	free(identifiers_text);
-	free(authzs_text);
-	json_decref(subs);
-	json_decref(identifiers);
-	json_decref(authzs);
-	json_decref(public_ids);
-	json_decref(order);
-	facts_view_free(&facts);
-	free(names);
+	acme_order_plan_free(&plan);
+}
+
+/*
+ * newOrder in one statement (acme_door.h). Every refusal and every request
+ * that is not plainly an order to store go the ordinary way - nonce and
+ * account statement, then acme_new_order() - so they answer exactly as
+ * before; the decision made here from the cache is only ever used when
+ * store_acme_new_order() confirms, in the statement that stores the order,
+ * the account (valid, this key, this organization and department) and the
+ * facts generation it was made with.
+ */
+int
+acme_new_order_fast(struct acme_request *r, const struct store_acme_auth_in *auth,
+    struct acme_jws_verifier *held, const char *held_thumb, int64_t org_id, int64_t dept_id)
+{
+	const json_t *payload = r->jws.payload_json;
+	struct store_acme_new_order_guard guard;
+	struct store_acme_auth_out out;
+	struct acme_order_plan plan;
+	const char *problem = NULL;
+	char detail[256];
+	int64_t generation = facts_cached_generation(), order_id = 0;
+
+	memset(&plan, 0, sizeof(plan));
+	/* A replacing order claims its certificate in a statement of its own. */
+	if (generation <= 0 || !json_is_object(payload) ||
+	    json_object_get(payload, "replaces") != NULL)
+		return 0;
+	if (acme_jws_verify_with(&r->jws, held, &problem, detail, sizeof(detail)) != 0)
+		return 0;
+	r->account_id = auth->account_id;
+	if (acme_new_order_plan(r, org_id, dept_id, generation, &plan) != 1 ||
+	    plan.facts_generation <= 0) {
+		/* undo the answer: the ordinary way answers it again */
+		http_response_free(r->resp);
+		r->resp->status = 0;
+		r->account_id = 0;
+		acme_order_plan_free(&plan);
+		return 0;
+	}
+	guard.org_id = org_id;
+	guard.dept_id = dept_id;
+	guard.facts_generation = plan.facts_generation;
+	if (store_acme_new_order(r->door->db, auth, &guard, &plan.in, &out, &order_id) != 0) {
+		acme_db_failure(r, "nonce, account and order");
+		goto out;
+	}
+	if (order_id != 0) {
+		r->account = out.account;
+		acme_new_order_reply(r, &plan, order_id);
+		goto out;
+	}
+	/* Nothing stored: the nonce was used, or the account or the facts
+	 * moved since the decision. Judge the account as every request is
+	 * judged, then decide again at the generation the statement read and
+	 * store without a nonce: this request's was consumed. */
+	r->account_id = 0;
+	if (acme_jws_verifier_up_ref(held) != 0) {
+		json_decref(out.account);
+		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
+		goto out;
+	}
+	if (acme_auth_finish(r, &out, held, held_thumb, auth->sentinel) == 0)
+		acme_new_order(r);
+out:
+	acme_order_plan_free(&plan);
+	return 1;
 }
 
 /* ---------- orders ---------- */

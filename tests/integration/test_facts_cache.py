@@ -20,6 +20,21 @@ the new facts:
 
 Each would pass on a stale cache only if A kept deciding by what it had
 loaded: remove the generation check and they fail.
+
+newOrder of an account A already authenticated runs ONE statement (nonce,
+account and generation checks, order insert: store_acme_new_order()), with
+the decision made before it from A's caches. Its guards, each tested after
+two newOrders at A (the second already takes that path), then with nothing
+stored by the refused request:
+
+  * a delegation removed on B between two newOrders at A -> the next one at
+    A refused (rejectedIdentifier), for an order that would store
+    authorizations and challenges too (the generation guard);
+  * the account deactivated through B -> refused at A (unauthorized, "the
+    account is deactivated"; the status guard);
+  * the account moved to another organization in SQL -> A decides for the
+    new one (the organization guard);
+  * a nonce used before - at A, or at B - replayed at A -> badNonce.
 """
 
 import os
@@ -143,6 +158,79 @@ class FactsCoherenceTest(AcmeBase):
         self.d.sql("UPDATE profiles SET active = active WHERE id = -1")
         self.assertGreater(self.generation(), gen)
         self.warm(c, t)
+
+    # -- newOrder in one statement (store_acme_new_order())
+
+    def known_to_a(self, c, t):
+        """Two newOrders at A: the first authenticates the account (A now
+        knows it), the second runs the one statement. Returns the second."""
+        self.warm(c, t)
+        return self.warm(c, t)
+
+    def test_one_statement_neworder_policy_change_on_b(self):
+        # challenges: an order here stores authorizations and challenges
+        t, c = self.tenant(skip_validated=False)
+        for _ in range(2):
+            r = c.new_order(["p%s.%s" % (secrets.token_hex(2), t["domain"])])
+            self.assertEqual(r.status, 201, r)
+            self.assertEqual(r.json["status"], "pending", r.json)
+        gen = self.generation()
+        et.expect(self.b.api("DELETE", "/api/v1/delegations/%d" % t["delegation_id"]), 200, 204)
+        self.assertGreater(self.generation(), gen)
+        before = counts(self.d)
+        r = c.new_order(["q." + t["domain"]])
+        self.assertProblem(r, 400, "rejectedIdentifier")
+        self.assertIn("name_not_delegated", r.text)
+        self.assertNothingStored(before)
+
+    def test_one_statement_neworder_account_deactivated_on_b(self):
+        t, c = self.tenant()
+        self.known_to_a(c, t)
+        c.via = [self.b]
+        r = c.post(c.kid, {"status": "deactivated"})
+        c.via = [self.d]
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "deactivated", r.json)
+        before = counts(self.d)
+        r = c.new_order(["d." + t["domain"]])
+        self.assertProblem(r, 403, "unauthorized")
+        self.assertIn("the account is deactivated", r.text)
+        self.assertNothingStored(before)
+
+    def test_one_statement_neworder_account_moved_in_sql(self):
+        t, c = self.tenant()
+        other = et.setup_tenant(self.b, domain="fo-%s.test" % secrets.token_hex(4))
+        # after the other tenant's creation: A's facts are of the current
+        # generation, so only the account's organization can tell A
+        self.known_to_a(c, t)
+        gen = self.generation()
+        self.d.sql("UPDATE acme_accounts SET org_id = %d, dept_id = NULL WHERE id = %d"
+                   % (other["org_id"], int(c.kid.rsplit("/", 1)[1])))
+        self.assertEqual(self.generation(), gen, "acme_accounts is not a facts table")
+        before = counts(self.d)
+        r = c.new_order(["m." + t["domain"]])
+        self.assertProblem(r, 400, "rejectedIdentifier")
+        self.assertIn("name_not_delegated", r.text)
+        self.assertNothingStored(before)
+
+    def test_one_statement_neworder_nonce_reused(self):
+        t, c = self.tenant()
+        self.known_to_a(c, t)
+        url = c.directory()["newOrder"]
+        for where in (self.d, self.b):
+            nonce = c.new_nonce()
+            c.via = [where]
+            r = c.post(url, {"identifiers": [{"type": "dns", "value": "n1." + t["domain"]}]},
+                       nonce=nonce)
+            c.via = [self.d]
+            self.assertEqual(r.status, 201, r)
+            before = counts(self.d)
+            r = c.post(url, {"identifiers": [{"type": "dns", "value": "n2." + t["domain"]}]},
+                       nonce=nonce)
+            self.assertProblem(r, 400, "badNonce")
+            self.assertNothingStored(before)
+            # and the account goes on on the one-statement path
+            self.warm(c, t)
 
 
 if __name__ == "__main__":
