@@ -10,9 +10,9 @@
  * 503 at once rather than letting a backlog grow. A worker pops a job, sets
  * the log request id, and runs the handler unless db_ensure() fails, in which
  * case the answer is 503 + Retry-After without calling the door. Finished
- * jobs go on `done` and the worker writes to an eventfd; the loop thread's
- * event on that fd drains `done` and calls the done callback, which sends
- * the reply. Only the loop thread touches libevent objects.
+ * jobs go on `done` and the worker that makes the list non-empty writes to
+ * an eventfd; the loop thread's event on that fd drains `done` and calls the
+ * done callback, which sends the reply. Only the loop thread touches libevent objects.
  */
 #include "workers.h"
 
@@ -66,15 +66,24 @@ workers_finish(struct workers *w, struct job *job)
 {
 	uint64_t one = 1;
 	ssize_t n;
+	bool was_empty;
 
 	pthread_mutex_lock(&w->lock);
 	job->next = NULL;
+	was_empty = w->done_head == NULL;
 	if (w->done_tail != NULL)
 		w->done_tail->next = job;
 	else
 		w->done_head = job;
 	w->done_tail = job;
 	pthread_mutex_unlock(&w->lock);
+	/* Only the first job on an empty list signals: a non-empty list has
+	 * been signalled already and the loop has not taken it yet (it takes
+	 * the whole list under the lock after reading the eventfd), so it will
+	 * find this job too. A write(2) less per job that finishes while
+	 * others wait for the loop. */
+	if (!was_empty)
+		return;
 	/* An eventfd counter only fails to add on overflow, never here. */
 	do {
 		n = write(w->event_fd, &one, sizeof(one));
