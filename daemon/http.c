@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -44,6 +45,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -94,6 +96,9 @@ struct http_server {
 	/* replies handed to evhttp but not yet completely written (loop
 	 * thread only): shutdown waits for them, or they would be cut off */
 	size_t sending;
+	/* The Date header for the second date_sec (loop thread only). */
+	time_t date_sec;
+	char date[32];
 };
 
 /* A request in flight: the job plus everything it points into. */
@@ -361,6 +366,33 @@ http_reply_body_free(const void *data, size_t len, void *extra)
 }
 
 /*
+ * The Date header value (RFC 9110 IMF-fixdate, as evhttp writes it) for the
+ * loop's cached time. evhttp would format it with snprintf for every reply;
+ * it changes once a second.
+ */
+static const char *
+http_date(struct http_server *s)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+	    "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct timeval tv;
+	struct tm tm;
+
+	if (event_base_gettimeofday_cached(s->base, &tv) != 0)
+		gettimeofday(&tv, NULL);
+	if (s->date[0] != '\0' && tv.tv_sec == s->date_sec)
+		return s->date;
+	if (gmtime_r(&tv.tv_sec, &tm) == NULL)
+		return NULL;
+	snprintf(s->date, sizeof(s->date), "%s, %02d %s %4d %02d:%02d:%02d GMT",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], 1900 + tm.tm_year,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec);
+	s->date_sec = tv.tv_sec;
+	return s->date;
+}
+
+/*
  * Sends p->job.resp on p->ev_req, logs the request line, and frees p.
  * `close` adds Connection: close (shutting down).
  */
@@ -373,6 +405,7 @@ http_reply(struct http_pending *p)
 	struct evbuffer *body = NULL;
 	struct evhttp_connection *req_conn = evhttp_request_get_connection(req);
 	bool gone = req_conn == NULL;
+	const char *date;
 	char len_text[32];
 	size_t i;
 
@@ -389,6 +422,9 @@ http_reply(struct http_pending *p)
 	for (i = 0; i < resp->n_headers; i++)
 		evhttp_add_header(out, resp->headers[i].name, resp->headers[i].value);
 	evhttp_add_header(out, "X-Request-Id", p->request_id);
+	/* evhttp adds Date itself to HTTP/1.1 replies that lack one. */
+	if (req->major == 1 && req->minor >= 1 && (date = http_date(p->server)) != NULL)
+		evhttp_add_header(out, "Date", date);
 	if (p->server->stopping)
 		evhttp_add_header(out, "Connection", "close");
 
