@@ -51,6 +51,10 @@ struct workers {
 	bool stopping;
 
 	int event_fd;			/* workers -> loop: "done list is non-empty" */
+	/* Edge-triggered (epoll): every write wakes the loop, so the loop need
+	 * not read the counter back to zero; it would take 2^64 - 1 jobs to
+	 * fill it. Without EV_ET (another backend) the loop reads it. */
+	bool event_edge;
 	struct event *done_event;
 	workers_done_fn done;
 	void *done_arg;
@@ -143,7 +147,8 @@ workers_done_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *list, *job;
 	uint64_t count;
 
-	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN && errno != EINTR)
+	if (!w->event_edge && read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
+	    errno != EINTR)
 		log_warnx("read(eventfd): %s", strerror(errno));
 	pthread_mutex_lock(&w->lock);
 	list = w->done_head;
@@ -215,7 +220,9 @@ workers_start(struct event_base *base, int n, int queue_max, const char *conninf
 		log_errorx("eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	w->done_event = event_new(base, w->event_fd, EV_READ | EV_PERSIST, workers_done_cb, w);
+	w->event_edge = (event_base_get_features(base) & EV_FEATURE_ET) != 0;
+	w->done_event = event_new(base, w->event_fd, EV_READ | EV_PERSIST |
+	    (w->event_edge ? EV_ET : 0), workers_done_cb, w);
 	if (w->done_event == NULL || event_add(w->done_event, NULL) != 0) {
 		log_errorx("event_new/event_add(workers eventfd): failed");
 		goto fail;
