@@ -422,7 +422,8 @@ http_reply(struct http_pending *p)
 	for (i = 0; i < resp->n_headers; i++)
 		evhttp_add_header(out, resp->headers[i].name, resp->headers[i].value);
 	evhttp_add_header(out, "X-Request-Id", p->request_id);
-	/* evhttp adds Date itself to HTTP/1.1 replies that lack one. */
+	/* evhttp adds a Date to HTTP/1.1 replies that lack one, formatting it
+	 * anew each time; with ours present it adds none. Same replies. */
 	if (req->major == 1 && req->minor >= 1 && (date = http_date(p->server)) != NULL)
 		evhttp_add_header(out, "Date", date);
 	if (p->server->stopping)
