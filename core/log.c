@@ -76,11 +76,23 @@ log_level_parse(const char *name, enum log_level *out)
 void
 log_request_id(const char *request_id)
 {
+	size_t n;
+
 	if (request_id == NULL) {
 		log_tls_request_id[0] = '\0';
 		return;
 	}
-	snprintf(log_tls_request_id, sizeof(log_tls_request_id), "%s", request_id);
+	/* Set twice per request on the loop thread and once per job on a
+	 * worker: a bounded copy, not snprintf. */
+	n = strnlen(request_id, sizeof(log_tls_request_id) - 1);
+	memcpy(log_tls_request_id, request_id, n);
+	log_tls_request_id[n] = '\0';
+}
+
+bool
+log_enabled(enum log_level level)
+{
+	return (int)level >= atomic_load(&log_min_level);
 }
 
 /* Appends to buf at *len, never past cap - 1; keeps *len <= cap - 1. */

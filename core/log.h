@@ -13,12 +13,17 @@
 #ifndef ENROLLD_LOG_H
 #define ENROLLD_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
 void log_init(enum log_level level);
 int log_level_parse(const char *name, enum log_level *out);
 /* Thread-local request id shown on every line; NULL to clear. */
 void log_request_id(const char *request_id);
+/* Whether a line at `level` would be written: lets a hot path skip the work
+ * of preparing a line nobody reads. */
+bool log_enabled(enum log_level level);
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

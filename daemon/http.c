@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -44,6 +45,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -94,6 +96,9 @@ struct http_server {
 	/* replies handed to evhttp but not yet completely written (loop
 	 * thread only): shutdown waits for them, or they would be cut off */
 	size_t sending;
+	/* The Date header for the second date_sec (loop thread only). */
+	time_t date_sec;
+	char date[32];
 };
 
 /* A request in flight: the job plus everything it points into. */
@@ -105,14 +110,13 @@ struct http_pending {
 	struct http_config_ref *cfg_ref;
 	struct timespec started;
 	char request_id[16];
-	char method_name[16];
+	const char *method_name;	/* static string */
 	char *path;
-	char *query;
 	char peer_addr[INET6_ADDRSTRLEN + 16];
-	char *base_url;
-	struct http_header *headers;
-	size_t n_headers;
-	unsigned char *body;
+	/* One allocation for the header table, its strings, the query, the
+	 * base URL and the body (see http_pending_fill): a request costs two
+	 * mallocs here (this and the decoded path) instead of one per string. */
+	void *block;
 	unsigned char *peer_cert_der;
 };
 
@@ -305,20 +309,11 @@ http_elapsed_ms(const struct timespec *since)
 static void
 http_pending_free(struct http_pending *p)
 {
-	size_t i;
-
 	if (p == NULL)
 		return;
 	http_response_free(&p->job.resp);
-	for (i = 0; i < p->n_headers; i++) {
-		free(p->headers[i].name);
-		free(p->headers[i].value);
-	}
-	free(p->headers);
 	free(p->path);
-	free(p->query);
-	free(p->base_url);
-	free(p->body);
+	free(p->block);
 	OPENSSL_free(p->peer_cert_der);
 	http_config_release(p->cfg_ref);
 	free(p);
@@ -361,6 +356,42 @@ http_reply_coalesce(struct evhttp_connection *conn)
 		(void)evbuffer_pullup(out, -1);
 }
 
+/* evbuffer_add_reference's cleanup: the reply body handed over by http_reply. */
+static void
+http_reply_body_free(const void *data, size_t len, void *extra)
+{
+	(void)data;
+	(void)len;
+	free(extra);
+}
+
+/*
+ * The Date header value (RFC 9110 IMF-fixdate, as evhttp writes it) for the
+ * loop's cached time. evhttp would format it with snprintf for every reply;
+ * it changes once a second.
+ */
+static const char *
+http_date(struct http_server *s)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+	    "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct timeval tv;
+	struct tm tm;
+
+	if (event_base_gettimeofday_cached(s->base, &tv) != 0)
+		gettimeofday(&tv, NULL);
+	if (s->date[0] != '\0' && tv.tv_sec == s->date_sec)
+		return s->date;
+	if (gmtime_r(&tv.tv_sec, &tm) == NULL)
+		return NULL;
+	snprintf(s->date, sizeof(s->date), "%s, %02d %s %4d %02d:%02d:%02d GMT",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], 1900 + tm.tm_year,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec);
+	s->date_sec = tv.tv_sec;
+	return s->date;
+}
+
 /*
  * Sends p->job.resp on p->ev_req, logs the request line, and frees p.
  * `close` adds Connection: close (shutting down).
@@ -374,6 +405,7 @@ http_reply(struct http_pending *p)
 	struct evbuffer *body = NULL;
 	struct evhttp_connection *req_conn = evhttp_request_get_connection(req);
 	bool gone = req_conn == NULL;
+	const char *date;
 	char len_text[32];
 	size_t i;
 
@@ -390,6 +422,10 @@ http_reply(struct http_pending *p)
 	for (i = 0; i < resp->n_headers; i++)
 		evhttp_add_header(out, resp->headers[i].name, resp->headers[i].value);
 	evhttp_add_header(out, "X-Request-Id", p->request_id);
+	/* evhttp adds a Date to HTTP/1.1 replies that lack one, formatting it
+	 * anew each time; with ours present it adds none. Same replies. */
+	if (req->major == 1 && req->minor >= 1 && (date = http_date(p->server)) != NULL)
+		evhttp_add_header(out, "Date", date);
 	if (p->server->stopping)
 		evhttp_add_header(out, "Connection", "close");
 
@@ -402,6 +438,11 @@ http_reply(struct http_pending *p)
 			snprintf(len_text, sizeof(len_text), "%zu", resp->body_len);
 			evhttp_remove_header(out, "Content-Length");
 			evhttp_add_header(out, "Content-Length", len_text);
+		} else if (evbuffer_add_reference(body, resp->body, resp->body_len,
+		    http_reply_body_free, resp->body) == 0) {
+			/* The evbuffer owns the body now: no copy, and no
+			 * >= 1 KiB chain malloc'd for it per reply. */
+			resp->body = NULL;
 		} else if (evbuffer_add(body, resp->body, resp->body_len) != 0) {
 			log_errorx("evbuffer_add(reply, %zu bytes): failed", resp->body_len);
 		}
@@ -417,11 +458,13 @@ http_reply(struct http_pending *p)
 	if (!gone && p->listener->ssl_ctx != NULL)
 		http_reply_coalesce(req_conn);
 
-	log_request_id(p->request_id);
-	log_info("%s %s %d %.1f ms %s%s", p->method_name, p->path != NULL ? p->path : "-",
-	    resp->status, http_elapsed_ms(&p->started), p->peer_addr,
-	    gone ? " (client gone)" : "");
-	log_request_id(NULL);
+	if (log_enabled(LOG_LEVEL_INFO)) {
+		log_request_id(p->request_id);
+		log_info("%s %s %d %.1f ms %s%s", p->method_name, p->path != NULL ? p->path : "-",
+		    resp->status, http_elapsed_ms(&p->started), p->peer_addr,
+		    gone ? " (client gone)" : "");
+		log_request_id(NULL);
+	}
 	http_pending_free(p);
 }
 
@@ -496,9 +539,56 @@ http_host_ok(const char *host)
 }
 
 /*
+ * Appends src (NUL-terminated) to out at *len, never past cap - 1, and
+ * keeps out NUL-terminated. For the few short strings built per request,
+ * where snprintf's format parsing costs more than the copy.
+ */
+static void
+http_append(char *out, size_t cap, size_t *len, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (*len >= cap - 1)
+		return;
+	if (n > cap - 1 - *len)
+		n = cap - 1 - *len;
+	memcpy(out + *len, src, n);
+	*len += n;
+	out[*len] = '\0';
+}
+
+/* "host:port", or "[host]:port" for an IPv6 address. */
+static void
+http_format_peer(char *out, size_t cap, const char *host, unsigned port)
+{
+	char digits[8];
+	size_t len = 0, i = sizeof(digits);
+
+	out[0] = '\0';
+	digits[--i] = '\0';
+	do {
+		digits[--i] = (char)('0' + port % 10);
+		port /= 10;
+	} while (port > 0 && i > 0);
+	if (strchr(host, ':') != NULL) {
+		http_append(out, cap, &len, "[");
+		http_append(out, cap, &len, host);
+		http_append(out, cap, &len, "]");
+	} else {
+		http_append(out, cap, &len, host);
+	}
+	http_append(out, cap, &len, ":");
+	http_append(out, cap, &len, digits + i);
+}
+
+/*
  * Copies what the door needs out of libevent into p. Returns 0, or an HTTP
  * status (400 for a path we cannot decode, 413, 500) with the problem
  * already in p->job.resp.
+ *
+ * The header table, the header strings, the query, the base URL and the
+ * body share one allocation (p->block), sized first and filled second: a
+ * request used to cost two strdup()s per header plus four more mallocs.
  */
 static int
 http_pending_fill(struct http_pending *p, struct evhttp_request *req)
@@ -509,26 +599,23 @@ http_pending_fill(struct http_pending *p, struct evhttp_request *req)
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	struct evbuffer *input = evhttp_request_get_input_buffer(req);
 	struct evkeyval *kv;
-	const char *raw_path, *raw_query, *method_name, *host;
-	char *peer = NULL;
+	struct http_header *headers = NULL;
+	const char *raw_path, *raw_query, *host;
+	char *peer = NULL, *text;
 	ev_uint16_t peer_port = 0;
-	size_t n, decoded_len = 0, body_len;
+	size_t n, decoded_len = 0, body_len, size, len, base_len = 0, query_len = 0;
 	char base[300];
 
 	r->request_id = p->request_id;
-	r->method = http_method_of(evhttp_request_get_command(req), &method_name);
-	snprintf(p->method_name, sizeof(p->method_name), "%s", method_name);
+	r->method = http_method_of(evhttp_request_get_command(req), &p->method_name);
 	r->method_name = p->method_name;
 
 	if (evcon != NULL) {
 		evhttp_connection_get_peer(evcon, &peer, &peer_port);
-		if (peer != NULL && strchr(peer, ':') != NULL)
-			snprintf(p->peer_addr, sizeof(p->peer_addr), "[%s]:%u", peer, peer_port);
-		else
-			snprintf(p->peer_addr, sizeof(p->peer_addr), "%s:%u",
-			    peer != NULL ? peer : "?", peer_port);
+		http_format_peer(p->peer_addr, sizeof(p->peer_addr), peer != NULL ? peer : "?",
+		    peer_port);
 	} else {
-		snprintf(p->peer_addr, sizeof(p->peer_addr), "?");
+		memcpy(p->peer_addr, "?", 2);
 	}
 	r->peer_addr = p->peer_addr;
 
@@ -550,81 +637,98 @@ http_pending_fill(struct http_pending *p, struct evhttp_request *req)
 	}
 	r->path = p->path;
 
-	raw_query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
-	if (raw_query != NULL) {
-		p->query = strdup(raw_query);
-		if (p->query == NULL)
-			goto oom;
-	}
-	r->query = p->query;
-
-	n = 0;
-	for (kv = in->tqh_first; kv != NULL; kv = kv->next.tqe_next)
-		n++;
-	if (n > 0) {
-		p->headers = calloc(n, sizeof(*p->headers));
-		if (p->headers == NULL)
-			goto oom;
-		for (kv = in->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-			p->headers[p->n_headers].name = strdup(kv->key);
-			p->headers[p->n_headers].value = strdup(kv->value);
-			p->n_headers++;
-			if (p->headers[p->n_headers - 1].name == NULL ||
-			    p->headers[p->n_headers - 1].value == NULL)
-				goto oom;
-		}
-	}
-	r->headers = p->headers;
-	r->n_headers = p->n_headers;
-
 	body_len = evbuffer_get_length(input);
 	if (body_len > p->cfg_ref->cfg.max_body) {
 		http_response_problem(&p->job.resp, 413, NULL, "body_too_large",
 		    "the request body exceeds %zu bytes", p->cfg_ref->cfg.max_body);
 		return 413;
 	}
-	p->body = malloc(body_len + 1);
-	if (p->body == NULL)
-		goto oom;
-	if (body_len > 0 && evbuffer_copyout(input, p->body, body_len) != (ev_ssize_t)body_len)
-		goto oom;
-	p->body[body_len] = '\0';
-	r->body = p->body;
-	r->body_len = body_len;
 
 	r->tls = p->listener->ssl_ctx != NULL;
+	host = evhttp_find_header(in, "Host");
+	if (http_host_ok(host)) {
+		http_append(base, sizeof(base), &base_len, r->tls ? "https://" : "http://");
+		http_append(base, sizeof(base), &base_len, host);
+	} else if (strchr(p->listener->conf.address, ':') != NULL) {
+		base_len = (size_t)snprintf(base, sizeof(base), "%s://[%s]:%d",
+		    r->tls ? "https" : "http", p->listener->conf.address,
+		    p->listener->conf.port);
+	} else {
+		base_len = (size_t)snprintf(base, sizeof(base), "%s://%s:%d",
+		    r->tls ? "https" : "http", p->listener->conf.address,
+		    p->listener->conf.port);
+	}
+	if (base_len >= sizeof(base))
+		base_len = sizeof(base) - 1;
+
+	raw_query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	if (raw_query != NULL)
+		query_len = strlen(raw_query);
+
+	/* Size the block: table, strings, query, base URL, body. */
+	n = 0;
+	size = 0;
+	for (kv = in->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		n++;
+		size += strlen(kv->key) + 1 + strlen(kv->value) + 1;
+	}
+	size += n * sizeof(*headers) + (raw_query != NULL ? query_len + 1 : 0) + base_len + 1 +
+	    body_len + 1;
+	p->block = malloc(size);
+	if (p->block == NULL)
+		goto oom;
+	headers = p->block;
+	text = (char *)(headers + n);
+
+	n = 0;
+	for (kv = in->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		len = strlen(kv->key) + 1;
+		memcpy(text, kv->key, len);
+		headers[n].name = text;
+		text += len;
+		len = strlen(kv->value) + 1;
+		memcpy(text, kv->value, len);
+		headers[n].value = text;
+		text += len;
+		n++;
+	}
+	r->headers = n > 0 ? headers : NULL;
+	r->n_headers = n;
+
+	if (raw_query != NULL) {
+		memcpy(text, raw_query, query_len + 1);
+		r->query = text;
+		text += query_len + 1;
+	}
+
+	memcpy(text, base, base_len);
+	text[base_len] = '\0';
+	r->base_url = text;
+	text += base_len + 1;
+
+	if (body_len > 0 && evbuffer_copyout(input, text, body_len) != (ev_ssize_t)body_len)
+		goto oom;
+	text[body_len] = '\0';
+	r->body = (const unsigned char *)text;
+	r->body_len = body_len;
+
 	if (r->tls && evcon != NULL) {
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
 		SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
 		X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 
 		if (cert != NULL) {
-			int len = i2d_X509(cert, &p->peer_cert_der);
+			int der_len = i2d_X509(cert, &p->peer_cert_der);
 
-			if (len <= 0) {
+			if (der_len <= 0) {
 				log_ssl_warnx("i2d_X509(peer certificate)");
 				p->peer_cert_der = NULL;
 			} else {
 				r->peer_cert_der = p->peer_cert_der;
-				r->peer_cert_der_len = (size_t)len;
+				r->peer_cert_der_len = (size_t)der_len;
 			}
 		}
 	}
-
-	host = evhttp_find_header(in, "Host");
-	if (http_host_ok(host)) {
-		snprintf(base, sizeof(base), "%s://%s", r->tls ? "https" : "http", host);
-	} else if (strchr(p->listener->conf.address, ':') != NULL) {
-		snprintf(base, sizeof(base), "%s://[%s]:%d", r->tls ? "https" : "http",
-		    p->listener->conf.address, p->listener->conf.port);
-	} else {
-		snprintf(base, sizeof(base), "%s://%s:%d", r->tls ? "https" : "http",
-		    p->listener->conf.address, p->listener->conf.port);
-	}
-	p->base_url = strdup(base);
-	if (p->base_url == NULL)
-		goto oom;
-	r->base_url = p->base_url;
 	return 0;
 oom:
 	log_errorx("http_pending_fill: out of memory");

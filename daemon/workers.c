@@ -10,9 +10,9 @@
  * 503 at once rather than letting a backlog grow. A worker pops a job, sets
  * the log request id, and runs the handler unless db_ensure() fails, in which
  * case the answer is 503 + Retry-After without calling the door. Finished
- * jobs go on `done` and the worker writes to an eventfd; the loop thread's
- * event on that fd drains `done` and calls the done callback, which sends
- * the reply. Only the loop thread touches libevent objects.
+ * jobs go on `done` and the worker that makes the list non-empty writes to
+ * an eventfd; the loop thread's event on that fd drains `done` and calls the
+ * done callback, which sends the reply. Only the loop thread touches libevent objects.
  */
 #include "workers.h"
 
@@ -51,6 +51,10 @@ struct workers {
 	bool stopping;
 
 	int event_fd;			/* workers -> loop: "done list is non-empty" */
+	/* Edge-triggered (epoll): every write wakes the loop, so the loop need
+	 * not read the counter back to zero; it would take 2^64 - 1 jobs to
+	 * fill it. Without EV_ET (another backend) the loop reads it. */
+	bool event_edge;
 	struct event *done_event;
 	workers_done_fn done;
 	void *done_arg;
@@ -66,15 +70,24 @@ workers_finish(struct workers *w, struct job *job)
 {
 	uint64_t one = 1;
 	ssize_t n;
+	bool was_empty;
 
 	pthread_mutex_lock(&w->lock);
 	job->next = NULL;
+	was_empty = w->done_head == NULL;
 	if (w->done_tail != NULL)
 		w->done_tail->next = job;
 	else
 		w->done_head = job;
 	w->done_tail = job;
 	pthread_mutex_unlock(&w->lock);
+	/* Only the first job on an empty list signals: a non-empty list has
+	 * been signalled already and the loop has not taken it yet (it takes
+	 * the whole list under the lock after reading the eventfd), so it will
+	 * find this job too. A write(2) less per job that finishes while
+	 * others wait for the loop. */
+	if (!was_empty)
+		return;
 	/* An eventfd counter only fails to add on overflow, never here. */
 	do {
 		n = write(w->event_fd, &one, sizeof(one));
@@ -134,7 +147,8 @@ workers_done_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *list, *job;
 	uint64_t count;
 
-	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN && errno != EINTR)
+	if (!w->event_edge && read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
+	    errno != EINTR)
 		log_warnx("read(eventfd): %s", strerror(errno));
 	pthread_mutex_lock(&w->lock);
 	list = w->done_head;
@@ -206,7 +220,9 @@ workers_start(struct event_base *base, int n, int queue_max, const char *conninf
 		log_errorx("eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	w->done_event = event_new(base, w->event_fd, EV_READ | EV_PERSIST, workers_done_cb, w);
+	w->event_edge = (event_base_get_features(base) & EV_FEATURE_ET) != 0;
+	w->done_event = event_new(base, w->event_fd, EV_READ | EV_PERSIST |
+	    (w->event_edge ? EV_ET : 0), workers_done_cb, w);
 	if (w->done_event == NULL || event_add(w->done_event, NULL) != 0) {
 		log_errorx("event_new/event_add(workers eventfd): failed");
 		goto fail;

@@ -26,6 +26,7 @@
 """
 
 import concurrent.futures
+import email.utils
 import hashlib
 import http.client
 import os
@@ -354,6 +355,63 @@ class QueueLogsPrivilegesTest(et.EnrolldTestCase):
         self.assertNotIn(d.token, err)
         self.assertEqual(out.count(d.token), 1, "first admin token on stdout more than once")
         self.assertIn("first master admin token: " + d.token, out)
+
+    def _raw_replies(self, payload, count):
+        """Sends `payload` in one TLS write on a new connection and reads
+        `count` replies; returns [(status line, [(name, value)], body)]."""
+        raw = socket.create_connection((self.d.host, self.d.port), timeout=15)
+        tls = self.d.tls_context().wrap_socket(raw, server_hostname=self.d.host)
+        self.addCleanup(tls.close)
+        tls.sendall(payload)
+        buf, replies = b"", []
+        while len(replies) < count:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                lines = buf[:end].decode("latin-1").split("\r\n")
+                headers = [tuple(x.strip() for x in ln.split(":", 1)) for ln in lines[1:]]
+                length = dict((k.lower(), v) for k, v in headers).get("content-length")
+                if length is None:  # HTTP/1.0 without keep-alive: up to the close
+                    chunk = tls.recv(65536)
+                    if chunk:
+                        buf += chunk
+                        continue
+                    length = len(buf) - end - 4
+                length = int(length)
+                if len(buf) >= end + 4 + length:
+                    replies.append((lines[0], headers, buf[end + 4:end + 4 + length]))
+                    buf = buf[end + 4 + length:]
+                    continue
+            chunk = tls.recv(65536)
+            self.assertTrue(chunk, "connection closed after %d replies" % len(replies))
+            buf += chunk
+        return replies
+
+    def test_reply_headers_raw(self):
+        """Two pipelined HTTP/1.1 requests in one TLS record get two replies
+        on the connection, each with exactly one well-formed, current Date;
+        an HTTP/1.0 request gets none (as evhttp does)."""
+        host = "%s:%d" % (self.d.host, self.d.port)
+        req = ("GET /api/v1/health?probe=%d HTTP/1.1\r\nHost: " + host +
+               "\r\nX-Extra-A: one\r\nX-Extra-B: two\r\n\r\n")
+        replies = self._raw_replies((req % 1 + req % 2).encode(), 2)
+        rids = set()
+        for status, headers, body in replies:
+            self.assertEqual(status, "HTTP/1.1 200 OK", (status, headers, body))
+            dates = [v for k, v in headers if k.lower() == "date"]
+            self.assertEqual(len(dates), 1, headers)
+            self.assertRegex(dates[0], r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
+                             r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+                             r"\d\d:\d\d:\d\d GMT$")
+            when = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+            self.assertLess(abs(when - time.time()), 10, dates[0])
+            rids.update(v for k, v in headers if k.lower() == "x-request-id")
+        self.assertEqual(len(rids), 2, "two replies need two request ids: %r" % replies)
+
+        old = self._raw_replies(("GET /api/v1/health HTTP/1.0\r\nHost: " + host +
+                                 "\r\n\r\n").encode(), 1)
+        status, headers, _ = old[0]
+        self.assertTrue(status.endswith(" 200 OK"), status)
+        self.assertEqual([v for k, v in headers if k.lower() == "date"], [], headers)
 
     def test_privilege_drop(self):
         d = self.d
