@@ -1104,6 +1104,56 @@ t_b64_tests(void)
 	CHECK(!acme_b64url_valid("", 0), "empty is not a valid nonce");
 }
 
+/* Every byte value in every position of a whole quantum and of a 2- and
+ * 3-digit tail: the decoder (whole quanta by table, the tail digit by digit)
+ * and acme_b64url_valid() agree with the alphabet, byte for byte. */
+static void
+t_b64_every_byte(void)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	/* "QUJD" = "ABC"; then a tail of two (4 spare bits) or three digits */
+	static const char *const bases[] = { "QUJDQUJD", "QUJDQUJDQQ", "QUJDQUJDQUI" };
+	int failures = 0;
+	size_t b, pos, len;
+
+	for (b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+		size_t n = strlen(bases[b]);
+
+		for (pos = 0; pos < n; pos++) {
+			for (int c = 1; c < 256; c++) {
+				char text[16];
+				const char *digit = strchr(alphabet, c);
+				unsigned char *d = NULL;
+				bool in_alphabet = digit != NULL, want;
+				int value = in_alphabet ? (int)(digit - alphabet) : -1;
+
+				memcpy(text, bases[b], n + 1);
+				text[pos] = (char)c;
+				/* the last digit of a tail may not set spare bits */
+				want = in_alphabet;
+				if (want && pos == n - 1 && n % 4 == 2)
+					want = (value & 0x0f) == 0;
+				if (want && pos == n - 1 && n % 4 == 3)
+					want = (value & 0x03) == 0;
+				d = acme_b64url_decode(text, n, &len);
+				if ((d != NULL) != want || acme_b64url_valid(text, n) != want)
+					failures++;
+				if (d != NULL && in_alphabet) {
+					/* round trip: the same text back */
+					char *e = acme_b64url_encode(d, len);
+
+					if (e == NULL || strcmp(e, text) != 0)
+						failures++;
+					free(e);
+				}
+				free(d);
+			}
+		}
+	}
+	CHECK(failures == 0, "b64url every byte in every position: %d wrong", failures);
+}
+
 /* ---- external account binding ------------------------------------------- */
 
 #define T_NEWACCT "https://ra.example/acme/new-account"
@@ -1328,6 +1378,35 @@ t_flat_object_tests(void)
 		json_decref(fast);
 		json_decref(slow);
 	}
+	/* a refused byte in every position of a long string: the scan goes
+	 * eight bytes at a time, then byte by byte */
+	{
+		static const unsigned char refused[] = { 0x00, 0x01, 0x1f, 0x7f, 0x80, 0xff, '\\' };
+		static const unsigned char accepted[] = { 0x20, 0x7e, '!', '[', ']', '~' };
+		int failures = 0;
+
+		for (size_t pos = 0; pos < 40; pos++) {
+			for (size_t r = 0; r < sizeof(refused) + sizeof(accepted); r++) {
+				unsigned char text[64];
+				bool want = r >= sizeof(refused);
+				json_t *fast = NULL;
+
+				memcpy(text, "{\"k\":\"", 6);
+				memset(text + 6, 'a', 40);
+				text[6 + pos] = want ? accepted[r - sizeof(refused)] : refused[r];
+				memcpy(text + 46, "\"}", 2);
+				fast = acme_json_flat_object(text, 48);
+				if ((fast != NULL) != want ||
+				    (fast != NULL &&
+					(json_string_length(json_object_get(fast, "k")) != 40 ||
+					    memcmp(json_string_value(json_object_get(fast, "k")),
+						text + 6, 40) != 0)))
+					failures++;
+				json_decref(fast);
+			}
+		}
+		CHECK(failures == 0, "flat object: %d wrong verdicts on single bytes", failures);
+	}
 	/* the JWS members come out as jansson's would, lengths included */
 	{
 		static const char body[] = "{\"protected\":\"ab\",\"payload\":\"\"}";
@@ -1463,6 +1542,7 @@ main(void)
 	t_inner();
 	t_jwk_tests();
 	t_b64_tests();
+	t_b64_every_byte();
 	t_eab_tests();
 	t_flat_object_tests();
 
