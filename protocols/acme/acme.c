@@ -179,13 +179,13 @@ acme_problem_json(struct acme_request *r, int status, json_t *problem)
 	char *text = NULL;
 
 	if (problem != NULL && json_object_set_new(problem, "status", json_integer(status)) == 0)
-		text = json_dumps(problem, JSON_COMPACT);
+		text = acme_json_dump(problem);
 	json_decref(problem);
 	if (text == NULL) {
 		static const char fallback[] =
 		    "{\"type\":\"urn:ietf:params:acme:error:serverInternal\",\"status\":500}";
 
-		log_warnx("json_dumps(acme problem): failed");
+		log_warnx("acme_json_dump(acme problem): failed");
 		http_response_set(r->resp, 500, "application/problem+json", fallback,
 		    sizeof(fallback) - 1);
 		return;
@@ -258,10 +258,10 @@ acme_reply(struct acme_request *r, int status, json_t *body, const char *locatio
 	char *text = NULL;
 
 	if (body != NULL)
-		text = json_dumps(body, JSON_COMPACT);
+		text = acme_json_dump(body);
 	json_decref(body);
 	if (text == NULL) {
-		log_warnx("json_dumps(acme reply): failed");
+		log_warnx("acme_json_dump(acme reply): failed");
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "the response could not be built");
 		return;
 	}

@@ -448,6 +448,186 @@ fail:
 	return NULL;
 }
 
+/* ---- compact JSON writer ------------------------------------------------ */
+
+#define ACME_DUMP_MAX_DEPTH 32
+
+struct acme_dump {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Room for n more bytes and the NUL. */
+static bool
+acme_dump_reserve(struct acme_dump *d, size_t n)
+{
+	size_t cap = d->cap;
+	char *buf = NULL;
+
+	if (d->len + n + 1 <= cap)
+		return true;
+	if (n > SIZE_MAX / 4 - d->len)
+		return false;
+	while (cap < d->len + n + 1)
+		cap = cap < 256 ? 256 : cap * 2;
+	if ((buf = realloc(d->buf, cap)) == NULL)
+		return false;
+	d->buf = buf;
+	d->cap = cap;
+	return true;
+}
+
+static bool
+acme_dump_put(struct acme_dump *d, const char *s, size_t n)
+{
+	if (!acme_dump_reserve(d, n))
+		return false;
+	memcpy(d->buf + d->len, s, n);
+	d->len += n;
+	return true;
+}
+
+/* A quoted string, escaped as jansson's dump_string() does without flags:
+ * '"', '\\' and control bytes; everything else as is. 1 for a byte >= 0x80
+ * (jansson validates UTF-8 there: its call), -1 when out of memory. */
+static int
+acme_dump_string(struct acme_dump *d, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, run;
+
+	/* at most 6 bytes per input byte, and the quotes */
+	if (n > SIZE_MAX / 8 || !acme_dump_reserve(d, n + 2))
+		return -1;
+	d->buf[d->len++] = '"';
+	for (i = 0; i < n; i = run) {
+		unsigned char c;
+
+		for (run = i; run < n; run++) {
+			c = (unsigned char)s[run];
+			if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+				break;
+		}
+		if (!acme_dump_put(d, s + i, run - i))
+			return -1;
+		if (run == n)
+			break;
+		c = (unsigned char)s[run];
+		if (c >= 0x80)
+			return 1;
+		if (!acme_dump_reserve(d, 6))
+			return -1;
+		d->buf[d->len++] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			d->buf[d->len++] = (char)c;
+			break;
+		case '\b':
+			d->buf[d->len++] = 'b';
+			break;
+		case '\f':
+			d->buf[d->len++] = 'f';
+			break;
+		case '\n':
+			d->buf[d->len++] = 'n';
+			break;
+		case '\r':
+			d->buf[d->len++] = 'r';
+			break;
+		case '\t':
+			d->buf[d->len++] = 't';
+			break;
+		default:
+			memcpy(d->buf + d->len, "u00", 3);
+			d->len += 3;
+			d->buf[d->len++] = hex[c >> 4];
+			d->buf[d->len++] = hex[c & 15];
+			break;
+		}
+		run++;
+	}
+	if (!acme_dump_put(d, "\"", 1))
+		return -1;
+	return 0;
+}
+
+/* 0, 1 for a value this writer leaves to jansson, -1 when out of memory. */
+static int
+acme_dump_value(struct acme_dump *d, const json_t *v, int depth)
+{
+	char num[32];
+	const char *key = NULL;
+	json_t *member = NULL;
+	size_t i;
+	bool first = true;
+	int n, rc;
+
+	if (depth > ACME_DUMP_MAX_DEPTH)
+		return 1;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (!acme_dump_put(d, "{", 1))
+			return -1;
+		json_object_foreach ((json_t *)v, key, member) {
+			if (!first && !acme_dump_put(d, ",", 1))
+				return -1;
+			first = false;
+			if ((rc = acme_dump_string(d, key, strlen(key))) != 0)
+				return rc;
+			if (!acme_dump_put(d, ":", 1))
+				return -1;
+			if ((rc = acme_dump_value(d, member, depth + 1)) != 0)
+				return rc;
+		}
+		return acme_dump_put(d, "}", 1) ? 0 : -1;
+	case JSON_ARRAY:
+		if (!acme_dump_put(d, "[", 1))
+			return -1;
+		for (i = 0; i < json_array_size(v); i++) {
+			if (i > 0 && !acme_dump_put(d, ",", 1))
+				return -1;
+			if ((rc = acme_dump_value(d, json_array_get(v, i), depth + 1)) != 0)
+				return rc;
+		}
+		return acme_dump_put(d, "]", 1) ? 0 : -1;
+	case JSON_STRING:
+		return acme_dump_string(d, json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+		n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		if (n < 0 || (size_t)n >= sizeof(num))
+			return 1;
+		return acme_dump_put(d, num, (size_t)n) ? 0 : -1;
+	case JSON_TRUE:
+		return acme_dump_put(d, "true", 4) ? 0 : -1;
+	case JSON_FALSE:
+		return acme_dump_put(d, "false", 5) ? 0 : -1;
+	case JSON_NULL:
+		return acme_dump_put(d, "null", 4) ? 0 : -1;
+	default: /* JSON_REAL: jansson's own number formatting */
+		return 1;
+	}
+}
+
+char *
+acme_json_dump(const json_t *value)
+{
+	struct acme_dump d = {NULL, 0, 0};
+	int rc;
+
+	if (value == NULL)
+		return NULL;
+	if (!json_is_object(value) && !json_is_array(value))
+		return json_dumps(value, JSON_COMPACT);
+	rc = acme_dump_value(&d, value, 0);
+	if (rc == 0 && acme_dump_reserve(&d, 0)) {
+		d.buf[d.len] = '\0';
+		return d.buf;
+	}
+	free(d.buf);
+	return rc > 0 ? json_dumps(value, JSON_COMPACT) : NULL;
+}
+
 /* Parses a JSON object from untrusted bytes: bounded size and depth, no
  * duplicate keys, nothing after it but whitespace. Returns a new reference or
  * NULL with a malformed problem naming `what`. */

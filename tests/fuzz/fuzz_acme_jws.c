@@ -18,11 +18,12 @@
  * (The unit test writes every JWS of its table into ENROLLD_FUZZ_SEED_DIR,
  * which gives the fuzzer well-formed, signed starting points.)
  *
- * Beyond "no crash", it checks three properties: a strict base64url decode
+ * Beyond "no crash", it checks four properties: a strict base64url decode
  * re-encodes to the very same text (one spelling per byte string), a key
  * taken from a jwk gives back a canonical JWK that parses to the same key
- * with the same thumbprint, and what the JSON fast path
- * (acme_json_flat_object) takes, jansson reads as the same object.
+ * with the same thumbprint, what the JSON fast path
+ * (acme_json_flat_object) takes, jansson reads as the same object, and the
+ * reply writer (acme_json_dump) writes any JSON value as jansson does.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +107,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (slow == NULL || json_equal(obj, slow) != 1)
 			abort();
 		json_decref(slow);
+		json_decref(obj);
+		obj = NULL;
+	}
+
+	/* The reply writer: whatever JSON jansson reads, acme_json_dump()
+	 * writes as json_dumps(JSON_COMPACT) does (NULL where it is NULL). */
+	obj = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL);
+	if (obj != NULL) {
+		char *want = json_dumps(obj, JSON_COMPACT), *got = acme_json_dump(obj);
+
+		if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+			abort();
+		free(want);
+		free(got);
 		json_decref(obj);
 		obj = NULL;
 	}

@@ -1154,6 +1154,102 @@ t_b64_every_byte(void)
 	CHECK(failures == 0, "b64url every byte in every position: %d wrong", failures);
 }
 
+/* acme_json_dump() writes what json_dumps(JSON_COMPACT) writes, for the
+ * values it handles itself and those it hands to jansson. */
+static void
+t_json_dump_tests(void)
+{
+	static const char *const texts[] = {
+		"{}",
+		"[]",
+		"{\"a\":\"b\"}",
+		"{\"status\":\"pending\",\"expires\":\"2026-11-26T18:00:00Z\",\"identifiers\":"
+		"[{\"type\":\"dns\",\"value\":\"a.example\"},{\"type\":\"dns\",\"value\":\"b\"}],"
+		"\"authorizations\":[\"https://x/acme/e/authz/abc\"],\"finalize\":\"https://x/f\"}",
+		"{\"z\":1,\"a\":-9223372036854775807,\"m\":0,\"b\":true,\"c\":false,\"n\":null}",
+		"{\"nested\":{\"deeper\":[[[]],{},{\"k\":[1,2,3]}]}}",
+		"{\"esc\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f end\"}",
+		"{\"k\\\"\\n\":\"key escaped\"}",
+		"{\"utf8\":\"caf\\u00e9 \\u20ac \\ud83d\\ude00\"}",
+		"{\"\\u00e9\":\"non-ASCII key\"}",
+		"{\"real\":1.5,\"after\":\"x\"}",
+		"[\"top\",1,[2,[3]],{\"o\":{}}]",
+	};
+	int failures = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		json_t *v = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+		char *want = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+		char *got = v != NULL ? acme_json_dump(v) : NULL;
+
+		CHECK(v != NULL && want != NULL && got != NULL && strcmp(want, got) == 0,
+		    "json dump %zu: jansson %s, ours %s", i, t_str(want), t_str(got));
+		free(want);
+		free(got);
+		json_decref(v);
+	}
+	/* keys in insertion order, a replaced value keeping its place */
+	{
+		json_t *o = json_object();
+		char *want = NULL, *got = NULL;
+
+		json_object_set_new(o, "zeta", json_string("1"));
+		json_object_set_new(o, "alpha", json_integer(2));
+		json_object_set_new(o, "mid", json_null());
+		json_object_set_new(o, "zeta", json_string("replaced"));
+		json_object_del(o, "alpha");
+		json_object_set_new(o, "alpha", json_true());
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		CHECK(want != NULL && got != NULL && strcmp(want, got) == 0,
+		    "json dump order: jansson %s, ours %s", t_str(want), t_str(got));
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	/* every byte as a one-byte string: escaped as jansson escapes it, and
+	 * invalid UTF-8 refused (NULL) as jansson refuses it */
+	for (int c = 1; c < 256; c++) {
+		char byte = (char)c;
+		json_t *o = json_pack("{s:s#}", "k", &byte, (size_t)1);
+		char *want = NULL, *got = NULL;
+
+		if (o == NULL) {
+			/* json_pack checks UTF-8: build it unchecked */
+			o = json_object();
+			json_object_set_new(o, "k", json_stringn_nocheck(&byte, 1));
+		}
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+			failures++;
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	/* a long string grows the buffer more than once */
+	{
+		char big[5000];
+		json_t *o = NULL;
+		char *want = NULL, *got = NULL;
+
+		for (i = 0; i < sizeof(big) - 1; i++)
+			big[i] = (char)(i % 7 == 0 ? '\n' : 'a' + i % 26);
+		big[sizeof(big) - 1] = '\0';
+		o = json_pack("{s:s,s:[s,s]}", "big", big, "arr", big, "x");
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		if (want == NULL || got == NULL || strcmp(want, got) != 0)
+			failures++;
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	CHECK(failures == 0, "json dump: %d byte-by-byte differences from jansson", failures);
+	CHECK(acme_json_dump(NULL) == NULL, "json dump of NULL");
+}
+
 /* ---- external account binding ------------------------------------------- */
 
 #define T_NEWACCT "https://ra.example/acme/new-account"
@@ -1545,6 +1641,7 @@ main(void)
 	t_b64_every_byte();
 	t_eab_tests();
 	t_flat_object_tests();
+	t_json_dump_tests();
 
 	for (i = 0; i < t_n_cases; i++)
 		free(t_cases[i].body);
