@@ -907,7 +907,8 @@ acme_finalize(struct acme_request *r)
 	const char *status = NULL;
 	struct enroll_request er;
 	struct enroll_result res;
-	struct csr_info csr;
+	struct csr_info csr; /* 26 KB: csr_parse() zeroes it, not we again */
+	bool csr_parsed = false;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
 	char err[200] = "", requester[40], key[48], comment[ACME_URL_MAX];
@@ -918,7 +919,6 @@ acme_finalize(struct acme_request *r)
 	enum ra_status rs;
 	int set;
 
-	memset(&csr, 0, sizeof(csr));
 	memset(&res, 0, sizeof(res));
 	order = acme_own_object(r, "order");
 	if (order == NULL)
@@ -947,6 +947,7 @@ acme_finalize(struct acme_request *r)
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not base64url");
 		goto out;
 	}
+	csr_parsed = true; /* csr_info_free() from here on, whatever csr_parse says */
 	if (csr_parse(der, der_len, &csr, err, sizeof(err)) != 0) {
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "not a PKCS#10 request: %s", err);
 		goto out;
@@ -1041,7 +1042,8 @@ out:
 	free(error_text);
 	json_decref(error);
 	enroll_result_free(&res);
-	csr_info_free(&csr);
+	if (csr_parsed)
+		csr_info_free(&csr);
 }
 
 /* ---------- authorizations and challenges ---------- */
