@@ -10,9 +10,9 @@
  * 503 at once rather than letting a backlog grow. A worker pops a job, sets
  * the log request id, and runs the handler unless db_ensure() fails, in which
  * case the answer is 503 + Retry-After without calling the door. Finished
- * jobs go on `done` and the worker writes to an eventfd; the loop thread's
- * event on that fd drains `done` and calls the done callback, which sends
- * the reply. Only the loop thread touches libevent objects.
+ * jobs go on `done` and the worker that finds `done` empty writes to an
+ * eventfd; the loop thread's event on that fd drains `done` and calls the
+ * done callback, which sends the reply. Only the loop thread touches libevent objects.
  */
 #include "workers.h"
 
@@ -66,16 +66,25 @@ workers_finish(struct workers *w, struct job *job)
 {
 	uint64_t one = 1;
 	ssize_t n;
+	bool was_empty;
 
 	pthread_mutex_lock(&w->lock);
 	job->next = NULL;
+	was_empty = w->done_head == NULL;
 	if (w->done_tail != NULL)
 		w->done_tail->next = job;
 	else
 		w->done_head = job;
 	w->done_tail = job;
 	pthread_mutex_unlock(&w->lock);
-	/* An eventfd counter only fails to add on overflow, never here. */
+	/* Only the job that makes `done` non-empty writes: a list found
+	 * non-empty has a write before it that the loop has not answered yet
+	 * (workers_done_cb() reads the eventfd before it takes the list under
+	 * the lock), so that drain takes this job too; a syscall and a wake-up
+	 * less per job finished while the loop is busy.
+	 * An eventfd counter only fails to add on overflow, never here. */
+	if (!was_empty)
+		return;
 	do {
 		n = write(w->event_fd, &one, sizeof(one));
 	} while (n < 0 && errno == EINTR);
