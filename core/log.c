@@ -76,11 +76,17 @@ log_level_parse(const char *name, enum log_level *out)
 void
 log_request_id(const char *request_id)
 {
+	size_t len;
+
 	if (request_id == NULL) {
 		log_tls_request_id[0] = '\0';
 		return;
 	}
-	snprintf(log_tls_request_id, sizeof(log_tls_request_id), "%s", request_id);
+	/* once per job on every worker: a copy, not a printf (~600
+	 * instructions); cut to the buffer as snprintf() cut it */
+	len = strnlen(request_id, sizeof(log_tls_request_id) - 1);
+	memcpy(log_tls_request_id, request_id, len);
+	log_tls_request_id[len] = '\0';
 }
 
 /* Appends to buf at *len, never past cap - 1; keeps *len <= cap - 1. */
