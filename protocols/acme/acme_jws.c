@@ -1272,6 +1272,9 @@ acme_header_string(const json_t *hdr, const char *name, char **out, const char *
 	return 0;
 }
 
+static int acme_jws_parse_parts(const struct acme_jws_parts *parts, enum acme_jws_kind kind,
+    struct acme_jws *out, const char **problem, char *detail, size_t detail_len);
+
 /* The shared body of acme_jws_parse and acme_jws_parse_inner. */
 static int
 acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jws *out,
@@ -1279,13 +1282,25 @@ acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jw
 {
 	const char *what = kind == ACME_JWS_OUTER ? "JWS" : "inner JWS";
 	struct acme_jws_parts parts;
+
+	memset(out, 0, sizeof(*out));
+	if (acme_jws_split(obj, what, &parts, problem, detail, detail_len) != 0)
+		return -1;
+	return acme_jws_parse_parts(&parts, kind, out, problem, detail, detail_len);
+}
+
+/* The JWS from its three parts (which out does not point into). */
+static int
+acme_jws_parse_parts(const struct acme_jws_parts *parts_in, enum acme_jws_kind kind,
+    struct acme_jws *out, const char **problem, char *detail, size_t detail_len)
+{
+	const char *what = kind == ACME_JWS_OUTER ? "JWS" : "inner JWS";
+	const struct acme_jws_parts parts = *parts_in;
 	const json_t *alg_v, *jwk_v, *kid_v, *nonce_v;
 	const char *alg;
 	int i, rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (acme_jws_split(obj, what, &parts, problem, detail, detail_len) != 0)
-		goto out;
 	out->protected_header = acme_protected_header(&parts, what, problem, detail, detail_len);
 	if (out->protected_header == NULL)
 		goto out;
@@ -1398,10 +1413,89 @@ out:
 	return rc;
 }
 
+#define ACME_JWS_FLAT_MAX_MEMBERS 8
+
+/* The request body's parts without building a JSON object, when it is a
+ * flat object of plain strings (acme_json_flat_object()'s grammar) with at
+ * most ACME_JWS_FLAT_MAX_MEMBERS members, no key twice, no "signatures" or
+ * "header", and string "protected" (non-empty), "payload" and "signature":
+ * then true, and parts point into body. False for anything else, which the
+ * general path then judges (and answers with its problem); what is taken
+ * here, that path takes as the same three strings. */
+static bool
+acme_jws_flat_parts(const unsigned char *body, size_t len, struct acme_jws_parts *parts)
+{
+	struct {
+		size_t start, len;
+	} keys[ACME_JWS_FLAT_MAX_MEMBERS];
+	const unsigned char *found[3] = {NULL, NULL, NULL};
+	size_t found_len[3] = {0, 0, 0};
+	static const char *const names[3] = {"protected", "payload", "signature"};
+	size_t i = 0, n = 0, k_start, k_len, v_start, v_len, j;
+
+	while (i < len && acme_json_space(body[i]))
+		i++;
+	if (i >= len || body[i++] != '{')
+		return false;
+	for (;;) {
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (n == ACME_JWS_FLAT_MAX_MEMBERS ||
+		    !acme_json_plain_string(body, len, &i, &k_start, &k_len))
+			return false; /* also "{}" and a trailing comma: not a JWS */
+		for (j = 0; j < n; j++) {
+			if (keys[j].len == k_len && memcmp(body + keys[j].start, body + k_start, k_len) == 0)
+				return false;
+		}
+		keys[n].start = k_start;
+		keys[n++].len = k_len;
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (i >= len || body[i++] != ':')
+			return false;
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (!acme_json_plain_string(body, len, &i, &v_start, &v_len))
+			return false;
+		if ((k_len == 10 && memcmp(body + k_start, "signatures", 10) == 0) ||
+		    (k_len == 6 && memcmp(body + k_start, "header", 6) == 0))
+			return false;
+		for (j = 0; j < 3; j++) {
+			if (k_len == strlen(names[j]) && memcmp(body + k_start, names[j], k_len) == 0) {
+				found[j] = body + v_start;
+				found_len[j] = v_len;
+			}
+		}
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (i >= len)
+			return false;
+		if (body[i] == '}') {
+			i++;
+			break;
+		}
+		if (body[i++] != ',')
+			return false;
+	}
+	while (i < len && acme_json_space(body[i]))
+		i++;
+	if (i != len || found[0] == NULL || found[1] == NULL || found[2] == NULL ||
+	    found_len[0] == 0)
+		return false;
+	parts->protected_b64 = (const char *)found[0];
+	parts->protected_len = found_len[0];
+	parts->payload_b64 = (const char *)found[1];
+	parts->payload_len = found_len[1];
+	parts->signature_b64 = (const char *)found[2];
+	parts->signature_len = found_len[2];
+	return true;
+}
+
 int
 acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out, const char **problem,
     char *detail, size_t detail_len)
 {
+	struct acme_jws_parts parts;
 	json_t *root = NULL;
 	int rc;
 
@@ -1412,6 +1506,10 @@ acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out, cons
 	if (len > ACME_JWS_MAX_BODY)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
 		    "request body is longer than %d bytes", ACME_JWS_MAX_BODY);
+	/* The usual body: its parts found in place, no JSON object built
+	 * and freed for them (nor copies of the three strings). */
+	if (acme_jws_flat_parts(body, len, &parts))
+		return acme_jws_parse_parts(&parts, ACME_JWS_OUTER, out, problem, detail, detail_len);
 	root = acme_json_load_object(body, len, "request body", problem, detail, detail_len);
 	if (root == NULL)
 		return -1;

@@ -387,7 +387,7 @@ struct t_case {
 	const char *detail_has;     /* substring of the detail, or NULL */
 };
 
-#define T_MAX_CASES 64
+#define T_MAX_CASES 96
 static struct t_case t_cases[T_MAX_CASES];
 static size_t t_n_cases;
 
@@ -705,6 +705,25 @@ t_table(void)
 	t_add("general serialization", t_jws(&spec), P_MAL, NULL, NULL);
 	spec.extra_members = ",\"signature\":\"AAAA\"";
 	t_add("duplicate signature member", t_jws(&spec), P_MAL, NULL, NULL);
+	/* the same refusals and acceptances whether the body is all plain
+	 * strings (read in place) or not (read by jansson) */
+	spec.extra_members = ",\"header\":\"x\"";
+	t_add("unprotected header, a string", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "unprotected header";
+	spec.extra_members = ",\"signatures\":\"x\"";
+	t_add("general serialization, a string", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "general JWS serialization";
+	spec.extra_members = ",\"payload\":\"\"";
+	t_add("duplicate payload member", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "duplicate";
+	spec.extra_members = ",\"x\":\"y\"";
+	t_add("unknown string member ignored", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"x\":{\"y\":1}";
+	t_add("unknown object member ignored", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"a\":\"\",\"b\":\"\",\"c\":\"\",\"d\":\"\",\"e\":\"\",\"f\":\"\"";
+	t_add("nine members", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"a\":\"\",\"b\":\"\",\"c\":\"\",\"d\":\"\",\"e\":\"\",\"a\":\"\"";
+	t_add("nine members, one twice", t_jws(&spec), P_MAL, NULL, NULL);
 	spec.extra_members = NULL;
 	free(hdr);
 
