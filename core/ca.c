@@ -1790,6 +1790,12 @@ ca_tls_key_path(const struct ca *ca)
 }
 
 const char *
+ca_issuing_pem(const struct ca *ca)
+{
+	return ca->issuing_pem;
+}
+
+const char *
 ca_chain_pem(const struct ca *ca)
 {
 	return ca->chain_pem;

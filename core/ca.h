@@ -34,6 +34,9 @@ const char *ca_tls_key_path(const struct ca *ca);
 const char *ca_chain_pem(const struct ca *ca);
 const char *ca_root_pem(const struct ca *ca);
 X509 *ca_issuing_cert(const struct ca *ca); /* borrowed */
+/* PEM of the issuing CA alone, as ca_der_to_pem() writes it; borrowed, lives
+ * as long as ca (ACME's certificate download: leaf + this). */
+const char *ca_issuing_pem(const struct ca *ca);
 /* Stable name of the issuing CA ("default"), stored in certificates.issuer. */
 const char *ca_issuer_name(const struct ca *ca);
 

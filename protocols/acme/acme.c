@@ -191,13 +191,13 @@ acme_problem_json(struct acme_request *r, int status, json_t *problem)
 	char *text = NULL;
 
 	if (problem != NULL && json_object_set_new(problem, "status", json_integer(status)) == 0)
-		text = json_dumps(problem, JSON_COMPACT);
+		text = acme_json_dump(problem);
 	json_decref(problem);
 	if (text == NULL) {
 		static const char fallback[] =
 		    "{\"type\":\"urn:ietf:params:acme:error:serverInternal\",\"status\":500}";
 
-		log_warnx("json_dumps(acme problem): failed");
+		log_warnx("acme_json_dump(acme problem): failed");
 		http_response_set(r->resp, 500, "application/problem+json", fallback,
 		    sizeof(fallback) - 1);
 		return;
@@ -270,10 +270,10 @@ acme_reply(struct acme_request *r, int status, json_t *body, const char *locatio
 	char *text = NULL;
 
 	if (body != NULL)
-		text = json_dumps(body, JSON_COMPACT);
+		text = acme_json_dump(body);
 	json_decref(body);
 	if (text == NULL) {
-		log_warnx("json_dumps(acme reply): failed");
+		log_warnx("acme_json_dump(acme reply): failed");
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "the response could not be built");
 		return;
 	}
@@ -283,38 +283,47 @@ acme_reply(struct acme_request *r, int status, json_t *body, const char *locatio
 	    strlen(text));
 }
 
-void
-acme_url(const struct acme_request *r, char *buf, size_t len, const char *fmt, ...)
+/* prefix + "/" + the formatted path, or "" when the path is ACME_URL_MAX
+ * bytes or more or the whole does not fit in len. Written in place: one
+ * formatting pass per part, no intermediate copy. */
+static void
+acme_url_v(const struct acme_request *r, char *buf, size_t len, const char *fmt, va_list ap)
 {
-	char path[ACME_URL_MAX];
-	va_list ap;
-	int n;
+	int n, m;
 
-	va_start(ap, fmt);
-	n = vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
+	n = snprintf(buf, len, "%s/", r->prefix);
+	if (n < 0 || (size_t)n >= len) {
 		buf[0] = '\0';
 		return;
 	}
-	n = snprintf(buf, len, "%s/%s", r->prefix, path);
-	if (n < 0 || (size_t)n >= len)
+	m = vsnprintf(buf + n, len - (size_t)n, fmt, ap);
+	if (m < 0 || m >= ACME_URL_MAX || (size_t)n + (size_t)m >= len)
 		buf[0] = '\0';
+}
+
+void
+acme_url(const struct acme_request *r, char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	acme_url_v(r, buf, len, fmt, ap);
+	va_end(ap);
 }
 
 json_t *
 acme_url_json(const struct acme_request *r, const char *fmt, ...)
 {
-	char path[ACME_URL_MAX], url[2 * ACME_URL_MAX];
+	/* the prefix is shorter than ACME_URL_MAX and so is any path taken:
+	 * the whole always fits, and "" means the path was too long */
+	char url[2 * ACME_URL_MAX + 1];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(path, sizeof(path), fmt, ap);
+	acme_url_v(r, url, sizeof(url), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(path))
+	if (url[0] == '\0')
 		return NULL;
-	acme_url(r, url, sizeof(url), "%s", path);
 	return json_string(url);
 }
 

@@ -121,21 +121,38 @@ acme_fail(
 static const char acme_b64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/* Value of each byte as a base64url digit; ACME_B64_BAD (high bit set)
+ * for every byte that is not one. A table rather than range tests: the
+ * decoder ORs four values and tests the high bit once per quantum. */
+#define ACME_B64_BAD 0x80
+#define BAD ACME_B64_BAD
+static const unsigned char acme_b64url_table[256] = {
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, 0x3e, BAD, BAD,
+	0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+	0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, BAD, BAD, BAD, BAD, 0x3f,
+	BAD, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
+	0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+	BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD, BAD,
+};
+#undef BAD
+
 /* Value of one base64url character, or -1. */
 static int
 acme_b64url_value(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	unsigned char v = acme_b64url_table[c];
+
+	return (v & ACME_B64_BAD) != 0 ? -1 : v;
 }
 
 char *
@@ -190,7 +207,24 @@ acme_b64url_decode_strict(const char *text, size_t text_len, unsigned char **out
 	buf = malloc(text_len / 4 * 3 + 3 + 1);
 	if (buf == NULL)
 		return -2;
-	for (i = 0; i < text_len; i++) {
+	/* Whole quanta: four digits, three bytes. */
+	for (i = 0; i + 4 <= text_len; i += 4) {
+		const unsigned char *t = (const unsigned char *)text + i;
+		unsigned a = acme_b64url_table[t[0]], b = acme_b64url_table[t[1]],
+			 c = acme_b64url_table[t[2]], d = acme_b64url_table[t[3]];
+
+		if (((a | b | c | d) & ACME_B64_BAD) != 0) {
+			free(buf);
+			return -1;
+		}
+		acc = a << 18 | b << 12 | c << 6 | d;
+		buf[o++] = (unsigned char)(acc >> 16);
+		buf[o++] = (unsigned char)(acc >> 8);
+		buf[o++] = (unsigned char)acc;
+	}
+	/* The tail (rem 2 or 3 digits): one or two bytes, the rest spare. */
+	acc = 0;
+	for (; i < text_len; i++) {
 		v = acme_b64url_value((unsigned char)text[i]);
 		if (v < 0) {
 			free(buf);
@@ -229,15 +263,16 @@ acme_b64url_decode(const char *text, size_t text_len, size_t *out_len)
 bool
 acme_b64url_valid(const char *text, size_t text_len)
 {
+	unsigned seen = 0;
 	size_t i;
 	int last;
 
 	if (text_len == 0 || text_len % 4 == 1)
 		return false;
-	for (i = 0; i < text_len; i++) {
-		if (acme_b64url_value((unsigned char)text[i]) < 0)
-			return false;
-	}
+	for (i = 0; i < text_len; i++)
+		seen |= acme_b64url_table[(unsigned char)text[i]];
+	if ((seen & ACME_B64_BAD) != 0)
+		return false;
 	/* Trailing bits: 2 chars carry 4 spare bits, 3 chars 2. */
 	last = acme_b64url_value((unsigned char)text[text_len - 1]);
 	if (text_len % 4 == 2 && (last & 0x0f) != 0)
@@ -320,16 +355,31 @@ static bool
 acme_json_plain_string(
     const unsigned char *text, size_t len, size_t *i, size_t *start, size_t *str_len)
 {
-	size_t j;
+	const unsigned char *quote = NULL;
+	size_t j, k;
 
 	if (*i >= len || text[*i] != '"')
 		return false;
-	for (j = *i + 1; j < len && text[j] != '"'; j++) {
-		if (text[j] < 0x20 || text[j] > 0x7e || text[j] == '\\')
+	/* The closing quote (memchr: word at a time), then the bytes before it
+	 * eight at a time: any below 0x20, above 0x7e, or a backslash. */
+	quote = memchr(text + *i + 1, '"', len - *i - 1);
+	if (quote == NULL)
+		return false;
+	j = (size_t)(quote - text);
+	for (k = *i + 1; k + 8 <= j; k += 8) {
+		const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+		uint64_t w, backslash;
+
+		memcpy(&w, text + k, sizeof(w));
+		backslash = w ^ (ones * '\\');
+		if ((((w - ones * 0x20) & ~w) | (w + ones) | w | ((backslash - ones) & ~backslash)) &
+		    highs)
 			return false;
 	}
-	if (j >= len)
-		return false;
+	for (; k < j; k++) {
+		if (text[k] < 0x20 || text[k] > 0x7e || text[k] == '\\')
+			return false;
+	}
 	*start = *i + 1;
 	*str_len = j - *start;
 	*i = j + 1;
@@ -396,6 +446,186 @@ end:
 fail:
 	json_decref(obj);
 	return NULL;
+}
+
+/* ---- compact JSON writer ------------------------------------------------ */
+
+#define ACME_DUMP_MAX_DEPTH 32
+
+struct acme_dump {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Room for n more bytes and the NUL. */
+static bool
+acme_dump_reserve(struct acme_dump *d, size_t n)
+{
+	size_t cap = d->cap;
+	char *buf = NULL;
+
+	if (d->len + n + 1 <= cap)
+		return true;
+	if (n > SIZE_MAX / 4 - d->len)
+		return false;
+	while (cap < d->len + n + 1)
+		cap = cap < 256 ? 256 : cap * 2;
+	if ((buf = realloc(d->buf, cap)) == NULL)
+		return false;
+	d->buf = buf;
+	d->cap = cap;
+	return true;
+}
+
+static bool
+acme_dump_put(struct acme_dump *d, const char *s, size_t n)
+{
+	if (!acme_dump_reserve(d, n))
+		return false;
+	memcpy(d->buf + d->len, s, n);
+	d->len += n;
+	return true;
+}
+
+/* A quoted string, escaped as jansson's dump_string() does without flags:
+ * '"', '\\' and control bytes; everything else as is. 1 for a byte >= 0x80
+ * (jansson validates UTF-8 there: its call), -1 when out of memory. */
+static int
+acme_dump_string(struct acme_dump *d, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, run;
+
+	/* at most 6 bytes per input byte, and the quotes */
+	if (n > SIZE_MAX / 8 || !acme_dump_reserve(d, n + 2))
+		return -1;
+	d->buf[d->len++] = '"';
+	for (i = 0; i < n; i = run) {
+		unsigned char c;
+
+		for (run = i; run < n; run++) {
+			c = (unsigned char)s[run];
+			if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+				break;
+		}
+		if (!acme_dump_put(d, s + i, run - i))
+			return -1;
+		if (run == n)
+			break;
+		c = (unsigned char)s[run];
+		if (c >= 0x80)
+			return 1;
+		if (!acme_dump_reserve(d, 6))
+			return -1;
+		d->buf[d->len++] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			d->buf[d->len++] = (char)c;
+			break;
+		case '\b':
+			d->buf[d->len++] = 'b';
+			break;
+		case '\f':
+			d->buf[d->len++] = 'f';
+			break;
+		case '\n':
+			d->buf[d->len++] = 'n';
+			break;
+		case '\r':
+			d->buf[d->len++] = 'r';
+			break;
+		case '\t':
+			d->buf[d->len++] = 't';
+			break;
+		default:
+			memcpy(d->buf + d->len, "u00", 3);
+			d->len += 3;
+			d->buf[d->len++] = hex[c >> 4];
+			d->buf[d->len++] = hex[c & 15];
+			break;
+		}
+		run++;
+	}
+	if (!acme_dump_put(d, "\"", 1))
+		return -1;
+	return 0;
+}
+
+/* 0, 1 for a value this writer leaves to jansson, -1 when out of memory. */
+static int
+acme_dump_value(struct acme_dump *d, const json_t *v, int depth)
+{
+	char num[32];
+	const char *key = NULL;
+	json_t *member = NULL;
+	size_t i;
+	bool first = true;
+	int n, rc;
+
+	if (depth > ACME_DUMP_MAX_DEPTH)
+		return 1;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (!acme_dump_put(d, "{", 1))
+			return -1;
+		json_object_foreach ((json_t *)v, key, member) {
+			if (!first && !acme_dump_put(d, ",", 1))
+				return -1;
+			first = false;
+			if ((rc = acme_dump_string(d, key, strlen(key))) != 0)
+				return rc;
+			if (!acme_dump_put(d, ":", 1))
+				return -1;
+			if ((rc = acme_dump_value(d, member, depth + 1)) != 0)
+				return rc;
+		}
+		return acme_dump_put(d, "}", 1) ? 0 : -1;
+	case JSON_ARRAY:
+		if (!acme_dump_put(d, "[", 1))
+			return -1;
+		for (i = 0; i < json_array_size(v); i++) {
+			if (i > 0 && !acme_dump_put(d, ",", 1))
+				return -1;
+			if ((rc = acme_dump_value(d, json_array_get(v, i), depth + 1)) != 0)
+				return rc;
+		}
+		return acme_dump_put(d, "]", 1) ? 0 : -1;
+	case JSON_STRING:
+		return acme_dump_string(d, json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+		n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		if (n < 0 || (size_t)n >= sizeof(num))
+			return 1;
+		return acme_dump_put(d, num, (size_t)n) ? 0 : -1;
+	case JSON_TRUE:
+		return acme_dump_put(d, "true", 4) ? 0 : -1;
+	case JSON_FALSE:
+		return acme_dump_put(d, "false", 5) ? 0 : -1;
+	case JSON_NULL:
+		return acme_dump_put(d, "null", 4) ? 0 : -1;
+	default: /* JSON_REAL: jansson's own number formatting */
+		return 1;
+	}
+}
+
+char *
+acme_json_dump(const json_t *value)
+{
+	struct acme_dump d = {NULL, 0, 0};
+	int rc;
+
+	if (value == NULL)
+		return NULL;
+	if (!json_is_object(value) && !json_is_array(value))
+		return json_dumps(value, JSON_COMPACT);
+	rc = acme_dump_value(&d, value, 0);
+	if (rc == 0 && acme_dump_reserve(&d, 0)) {
+		d.buf[d.len] = '\0';
+		return d.buf;
+	}
+	free(d.buf);
+	return rc > 0 ? json_dumps(value, JSON_COMPACT) : NULL;
 }
 
 /* Parses a JSON object from untrusted bytes: bounded size and depth, no
@@ -1042,6 +1272,9 @@ acme_header_string(const json_t *hdr, const char *name, char **out, const char *
 	return 0;
 }
 
+static int acme_jws_parse_parts(const struct acme_jws_parts *parts, enum acme_jws_kind kind,
+    struct acme_jws *out, const char **problem, char *detail, size_t detail_len);
+
 /* The shared body of acme_jws_parse and acme_jws_parse_inner. */
 static int
 acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jws *out,
@@ -1049,13 +1282,25 @@ acme_jws_parse_object(const json_t *obj, enum acme_jws_kind kind, struct acme_jw
 {
 	const char *what = kind == ACME_JWS_OUTER ? "JWS" : "inner JWS";
 	struct acme_jws_parts parts;
+
+	memset(out, 0, sizeof(*out));
+	if (acme_jws_split(obj, what, &parts, problem, detail, detail_len) != 0)
+		return -1;
+	return acme_jws_parse_parts(&parts, kind, out, problem, detail, detail_len);
+}
+
+/* The JWS from its three parts (which out does not point into). */
+static int
+acme_jws_parse_parts(const struct acme_jws_parts *parts_in, enum acme_jws_kind kind,
+    struct acme_jws *out, const char **problem, char *detail, size_t detail_len)
+{
+	const char *what = kind == ACME_JWS_OUTER ? "JWS" : "inner JWS";
+	const struct acme_jws_parts parts = *parts_in;
 	const json_t *alg_v, *jwk_v, *kid_v, *nonce_v;
 	const char *alg;
 	int i, rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (acme_jws_split(obj, what, &parts, problem, detail, detail_len) != 0)
-		goto out;
 	out->protected_header = acme_protected_header(&parts, what, problem, detail, detail_len);
 	if (out->protected_header == NULL)
 		goto out;
@@ -1168,10 +1413,89 @@ out:
 	return rc;
 }
 
+#define ACME_JWS_FLAT_MAX_MEMBERS 8
+
+/* The request body's parts without building a JSON object, when it is a
+ * flat object of plain strings (acme_json_flat_object()'s grammar) with at
+ * most ACME_JWS_FLAT_MAX_MEMBERS members, no key twice, no "signatures" or
+ * "header", and string "protected" (non-empty), "payload" and "signature":
+ * then true, and parts point into body. False for anything else, which the
+ * general path then judges (and answers with its problem); what is taken
+ * here, that path takes as the same three strings. */
+static bool
+acme_jws_flat_parts(const unsigned char *body, size_t len, struct acme_jws_parts *parts)
+{
+	struct {
+		size_t start, len;
+	} keys[ACME_JWS_FLAT_MAX_MEMBERS];
+	const unsigned char *found[3] = {NULL, NULL, NULL};
+	size_t found_len[3] = {0, 0, 0};
+	static const char *const names[3] = {"protected", "payload", "signature"};
+	size_t i = 0, n = 0, k_start, k_len, v_start, v_len, j;
+
+	while (i < len && acme_json_space(body[i]))
+		i++;
+	if (i >= len || body[i++] != '{')
+		return false;
+	for (;;) {
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (n == ACME_JWS_FLAT_MAX_MEMBERS ||
+		    !acme_json_plain_string(body, len, &i, &k_start, &k_len))
+			return false; /* also "{}" and a trailing comma: not a JWS */
+		for (j = 0; j < n; j++) {
+			if (keys[j].len == k_len && memcmp(body + keys[j].start, body + k_start, k_len) == 0)
+				return false;
+		}
+		keys[n].start = k_start;
+		keys[n++].len = k_len;
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (i >= len || body[i++] != ':')
+			return false;
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (!acme_json_plain_string(body, len, &i, &v_start, &v_len))
+			return false;
+		if ((k_len == 10 && memcmp(body + k_start, "signatures", 10) == 0) ||
+		    (k_len == 6 && memcmp(body + k_start, "header", 6) == 0))
+			return false;
+		for (j = 0; j < 3; j++) {
+			if (k_len == strlen(names[j]) && memcmp(body + k_start, names[j], k_len) == 0) {
+				found[j] = body + v_start;
+				found_len[j] = v_len;
+			}
+		}
+		while (i < len && acme_json_space(body[i]))
+			i++;
+		if (i >= len)
+			return false;
+		if (body[i] == '}') {
+			i++;
+			break;
+		}
+		if (body[i++] != ',')
+			return false;
+	}
+	while (i < len && acme_json_space(body[i]))
+		i++;
+	if (i != len || found[0] == NULL || found[1] == NULL || found[2] == NULL ||
+	    found_len[0] == 0)
+		return false;
+	parts->protected_b64 = (const char *)found[0];
+	parts->protected_len = found_len[0];
+	parts->payload_b64 = (const char *)found[1];
+	parts->payload_len = found_len[1];
+	parts->signature_b64 = (const char *)found[2];
+	parts->signature_len = found_len[2];
+	return true;
+}
+
 int
 acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out, const char **problem,
     char *detail, size_t detail_len)
 {
+	struct acme_jws_parts parts;
 	json_t *root = NULL;
 	int rc;
 
@@ -1182,6 +1506,10 @@ acme_jws_parse(const unsigned char *body, size_t len, struct acme_jws *out, cons
 	if (len > ACME_JWS_MAX_BODY)
 		return acme_fail(problem, detail, detail_len, ACME_PROBLEM_MALFORMED,
 		    "request body is longer than %d bytes", ACME_JWS_MAX_BODY);
+	/* The usual body: its parts found in place, no JSON object built
+	 * and freed for them (nor copies of the three strings). */
+	if (acme_jws_flat_parts(body, len, &parts))
+		return acme_jws_parse_parts(&parts, ACME_JWS_OUTER, out, problem, detail, detail_len);
 	root = acme_json_load_object(body, len, "request body", problem, detail, detail_len);
 	if (root == NULL)
 		return -1;

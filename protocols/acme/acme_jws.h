@@ -232,6 +232,13 @@ void acme_eab_free(struct acme_eab *eab);
  * accepts, jansson accepts as the same object (the fuzz target checks). */
 json_t *acme_json_flat_object(const unsigned char *text, size_t len);
 
+/* The same text as json_dumps(value, JSON_COMPACT), without jansson's
+ * per-byte callbacks: objects, arrays, ASCII strings, integers, true, false
+ * and null are written here, anything else (reals, non-ASCII strings, which
+ * jansson checks as UTF-8) by jansson. Returns a newly allocated string (the
+ * caller frees it), or NULL when jansson would return NULL or out of memory. */
+char *acme_json_dump(const json_t *value);
+
 /* base64url without padding (RFC 4648 §5, RFC 7515 §2).
  * acme_b64url_encode: returns a newly allocated NUL-terminated string (the
  * caller frees it), or NULL when out of memory.

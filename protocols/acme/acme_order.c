@@ -1028,7 +1028,8 @@ acme_finalize(struct acme_request *r)
 	const char *status = NULL;
 	struct enroll_request er;
 	struct enroll_result res;
-	struct csr_info csr;
+	struct csr_info csr; /* 26 KB: csr_parse() zeroes it, not we again */
+	bool csr_parsed = false;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
 	char err[200] = "", requester[40], key[48], comment[ACME_URL_MAX];
@@ -1039,7 +1040,6 @@ acme_finalize(struct acme_request *r)
 	enum ra_status rs;
 	int set;
 
-	csr_info_init(&csr);
 	memset(&res, 0, sizeof(res));
 	order = acme_own_object(r, "order");
 	if (order == NULL)
@@ -1068,6 +1068,7 @@ acme_finalize(struct acme_request *r)
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "\"csr\" is not base64url");
 		goto out;
 	}
+	csr_parsed = true; /* csr_info_free() from here on, whatever csr_parse says */
 	if (csr_parse(der, der_len, &csr, err, sizeof(err)) != 0) {
 		acme_problem(r, 400, ACME_PROBLEM_BAD_CSR, "not a PKCS#10 request: %s", err);
 		goto out;
@@ -1162,7 +1163,8 @@ out:
 	free(error_text);
 	json_decref(error);
 	enroll_result_free(&res);
-	csr_info_free(&csr);
+	if (csr_parsed)
+		csr_info_free(&csr);
 }
 
 /* ---------- authorizations and challenges ---------- */
@@ -1295,25 +1297,17 @@ out:
 
 /* ---------- certificates ---------- */
 
-/* PEM of the issuing CA certificate; newly allocated, or NULL. */
-static char *
-acme_issuing_pem(struct ca *ca)
+/* Value of one hex digit (either case), or -1. */
+static int
+acme_hex_digit(unsigned char c)
 {
-	X509 *issuing = ca_issuing_cert(ca);
-	unsigned char *der = NULL;
-	char *pem = NULL;
-	int len;
+	unsigned char lower = c | 0x20; /* 'A'-'F' -> 'a'-'f'; no other byte lands there */
 
-	if (issuing == NULL)
-		return NULL;
-	len = i2d_X509(issuing, &der);
-	if (len <= 0) {
-		log_ssl_warnx("i2d_X509(issuing)");
-		return NULL;
-	}
-	pem = ca_der_to_pem(der, (size_t)len);
-	OPENSSL_free(der);
-	return pem;
+	if ((unsigned)(c - '0') < 10)
+		return c - '0';
+	if ((unsigned)(lower - 'a') < 6)
+		return lower - 'a' + 10;
+	return -1;
 }
 
 /* Hex text -> newly allocated bytes, or NULL. */
@@ -1326,24 +1320,14 @@ acme_hex_decode(const char *hex, size_t *len)
 	if (n == 0 || n % 2 != 0 || (out = malloc(n / 2)) == NULL)
 		return NULL;
 	for (i = 0; i < n; i += 2) {
-		unsigned v = 0;
+		int hi = acme_hex_digit((unsigned char)hex[i]);
+		int lo = acme_hex_digit((unsigned char)hex[i + 1]);
 
-		for (size_t k = i; k < i + 2; k++) {
-			char c = hex[k];
-
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= (unsigned)(c - '0');
-			else if (c >= 'a' && c <= 'f')
-				v |= (unsigned)(c - 'a' + 10);
-			else if (c >= 'A' && c <= 'F')
-				v |= (unsigned)(c - 'A' + 10);
-			else {
-				free(out);
-				return NULL;
-			}
+		if ((hi | lo) < 0) {
+			free(out);
+			return NULL;
 		}
-		out[i / 2] = (unsigned char)v;
+		out[i / 2] = (unsigned char)(hi << 4 | lo);
 	}
 	*len = n / 2;
 	return out;
@@ -1355,7 +1339,8 @@ acme_cert(struct acme_request *r)
 	const json_t *row = r->object;
 	unsigned char *der = NULL;
 	size_t der_len = 0, leaf_len, issuing_len;
-	char *leaf = NULL, *issuing = NULL, *chain = NULL;
+	char *leaf = NULL, *chain = NULL;
+	const char *issuing = NULL; /* borrowed from the CA */
 	const char *status = acme_json_str(row, "cert_status");
 
 	/* issued (then perhaps revoked or expired): the order is valid */
@@ -1368,7 +1353,7 @@ acme_cert(struct acme_request *r)
 	}
 	der = acme_hex_decode(acme_json_str(row, "cert_der"), &der_len);
 	leaf = der != NULL ? ca_der_to_pem(der, der_len) : NULL;
-	issuing = acme_issuing_pem(r->door->ca);
+	issuing = ca_issuing_pem(r->door->ca);
 	if (leaf == NULL || issuing == NULL) {
 		log_warnx("acme_cert: PEM conversion failed");
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "internal error");
@@ -1392,6 +1377,5 @@ acme_cert(struct acme_request *r)
 out:
 	free(der);
 	free(leaf);
-	free(issuing);
 	free(chain);
 }

@@ -18,11 +18,14 @@
  * (The unit test writes every JWS of its table into ENROLLD_FUZZ_SEED_DIR,
  * which gives the fuzzer well-formed, signed starting points.)
  *
- * Beyond "no crash", it checks three properties: a strict base64url decode
+ * Beyond "no crash", it checks five properties: a strict base64url decode
  * re-encodes to the very same text (one spelling per byte string), a key
  * taken from a jwk gives back a canonical JWK that parses to the same key
- * with the same thumbprint, and what the JSON fast path
- * (acme_json_flat_object) takes, jansson reads as the same object.
+ * with the same thumbprint, what the JSON fast path
+ * (acme_json_flat_object) takes, jansson reads as the same object, a JWS
+ * taken (its parts found in place or through jansson) has the signing input
+ * jansson's reading gives, and the reply writer (acme_json_dump) writes any
+ * JSON value as jansson does.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -110,6 +113,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		obj = NULL;
 	}
 
+	/* The reply writer: whatever JSON jansson reads, acme_json_dump()
+	 * writes as json_dumps(JSON_COMPACT) does (NULL where it is NULL). */
+	obj = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL);
+	if (obj != NULL) {
+		char *want = json_dumps(obj, JSON_COMPACT), *got = acme_json_dump(obj);
+
+		if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+			abort();
+		free(want);
+		free(got);
+		json_decref(obj);
+		obj = NULL;
+	}
+
 	/* The request path: parse, verify with the embedded key, then what the
 	 * door does with the payload (EAB, key change). */
 	if (acme_jws_parse(data, size, &jws, &problem, detail, sizeof(detail)) == 0) {
@@ -138,6 +155,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (jws.post_as_get != (jws.payload_json == NULL))
 			abort();
+		/* taken (in place or through jansson): jansson reads the body as
+		 * an object whose protected "." payload is the signing input */
+		{
+			json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+			const char *p = json_string_value(json_object_get(root, "protected"));
+			const char *pl = json_string_value(json_object_get(root, "payload"));
+			char *input = NULL;
+
+			if (p == NULL || pl == NULL ||
+			    (input = malloc(strlen(p) + strlen(pl) + 2)) == NULL)
+				abort();
+			strcpy(input, p);
+			strcat(input, ".");
+			strcat(input, pl);
+			if (strlen(input) != jws.signing_input_len ||
+			    memcmp(input, jws.signing_input, jws.signing_input_len) != 0)
+				abort();
+			free(input);
+			json_decref(root);
+		}
 	} else if (jws.signing_input != NULL || jws.jwk != NULL || jws.url != NULL) {
 		abort(); /* a failed parse leaves nothing behind */
 	}

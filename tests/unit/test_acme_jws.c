@@ -387,7 +387,7 @@ struct t_case {
 	const char *detail_has;     /* substring of the detail, or NULL */
 };
 
-#define T_MAX_CASES 64
+#define T_MAX_CASES 96
 static struct t_case t_cases[T_MAX_CASES];
 static size_t t_n_cases;
 
@@ -705,6 +705,25 @@ t_table(void)
 	t_add("general serialization", t_jws(&spec), P_MAL, NULL, NULL);
 	spec.extra_members = ",\"signature\":\"AAAA\"";
 	t_add("duplicate signature member", t_jws(&spec), P_MAL, NULL, NULL);
+	/* the same refusals and acceptances whether the body is all plain
+	 * strings (read in place) or not (read by jansson) */
+	spec.extra_members = ",\"header\":\"x\"";
+	t_add("unprotected header, a string", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "unprotected header";
+	spec.extra_members = ",\"signatures\":\"x\"";
+	t_add("general serialization, a string", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "general JWS serialization";
+	spec.extra_members = ",\"payload\":\"\"";
+	t_add("duplicate payload member", t_jws(&spec), P_MAL, NULL, NULL)->detail_has =
+	    "duplicate";
+	spec.extra_members = ",\"x\":\"y\"";
+	t_add("unknown string member ignored", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"x\":{\"y\":1}";
+	t_add("unknown object member ignored", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"a\":\"\",\"b\":\"\",\"c\":\"\",\"d\":\"\",\"e\":\"\",\"f\":\"\"";
+	t_add("nine members", t_jws(&spec), NULL, k_p256, NULL);
+	spec.extra_members = ",\"a\":\"\",\"b\":\"\",\"c\":\"\",\"d\":\"\",\"e\":\"\",\"a\":\"\"";
+	t_add("nine members, one twice", t_jws(&spec), P_MAL, NULL, NULL);
 	spec.extra_members = NULL;
 	free(hdr);
 
@@ -1104,6 +1123,152 @@ t_b64_tests(void)
 	CHECK(!acme_b64url_valid("", 0), "empty is not a valid nonce");
 }
 
+/* Every byte value in every position of a whole quantum and of a 2- and
+ * 3-digit tail: the decoder (whole quanta by table, the tail digit by digit)
+ * and acme_b64url_valid() agree with the alphabet, byte for byte. */
+static void
+t_b64_every_byte(void)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	/* "QUJD" = "ABC"; then a tail of two (4 spare bits) or three digits */
+	static const char *const bases[] = { "QUJDQUJD", "QUJDQUJDQQ", "QUJDQUJDQUI" };
+	int failures = 0;
+	size_t b, pos, len;
+
+	for (b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+		size_t n = strlen(bases[b]);
+
+		for (pos = 0; pos < n; pos++) {
+			for (int c = 1; c < 256; c++) {
+				char text[16];
+				const char *digit = strchr(alphabet, c);
+				unsigned char *d = NULL;
+				bool in_alphabet = digit != NULL, want;
+				int value = in_alphabet ? (int)(digit - alphabet) : -1;
+
+				memcpy(text, bases[b], n + 1);
+				text[pos] = (char)c;
+				/* the last digit of a tail may not set spare bits */
+				want = in_alphabet;
+				if (want && pos == n - 1 && n % 4 == 2)
+					want = (value & 0x0f) == 0;
+				if (want && pos == n - 1 && n % 4 == 3)
+					want = (value & 0x03) == 0;
+				d = acme_b64url_decode(text, n, &len);
+				if ((d != NULL) != want || acme_b64url_valid(text, n) != want)
+					failures++;
+				if (d != NULL && in_alphabet) {
+					/* round trip: the same text back */
+					char *e = acme_b64url_encode(d, len);
+
+					if (e == NULL || strcmp(e, text) != 0)
+						failures++;
+					free(e);
+				}
+				free(d);
+			}
+		}
+	}
+	CHECK(failures == 0, "b64url every byte in every position: %d wrong", failures);
+}
+
+/* acme_json_dump() writes what json_dumps(JSON_COMPACT) writes, for the
+ * values it handles itself and those it hands to jansson. */
+static void
+t_json_dump_tests(void)
+{
+	static const char *const texts[] = {
+		"{}",
+		"[]",
+		"{\"a\":\"b\"}",
+		"{\"status\":\"pending\",\"expires\":\"2026-11-26T18:00:00Z\",\"identifiers\":"
+		"[{\"type\":\"dns\",\"value\":\"a.example\"},{\"type\":\"dns\",\"value\":\"b\"}],"
+		"\"authorizations\":[\"https://x/acme/e/authz/abc\"],\"finalize\":\"https://x/f\"}",
+		"{\"z\":1,\"a\":-9223372036854775807,\"m\":0,\"b\":true,\"c\":false,\"n\":null}",
+		"{\"nested\":{\"deeper\":[[[]],{},{\"k\":[1,2,3]}]}}",
+		"{\"esc\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f end\"}",
+		"{\"k\\\"\\n\":\"key escaped\"}",
+		"{\"utf8\":\"caf\\u00e9 \\u20ac \\ud83d\\ude00\"}",
+		"{\"\\u00e9\":\"non-ASCII key\"}",
+		"{\"real\":1.5,\"after\":\"x\"}",
+		"[\"top\",1,[2,[3]],{\"o\":{}}]",
+	};
+	int failures = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		json_t *v = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+		char *want = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+		char *got = v != NULL ? acme_json_dump(v) : NULL;
+
+		CHECK(v != NULL && want != NULL && got != NULL && strcmp(want, got) == 0,
+		    "json dump %zu: jansson %s, ours %s", i, t_str(want), t_str(got));
+		free(want);
+		free(got);
+		json_decref(v);
+	}
+	/* keys in insertion order, a replaced value keeping its place */
+	{
+		json_t *o = json_object();
+		char *want = NULL, *got = NULL;
+
+		json_object_set_new(o, "zeta", json_string("1"));
+		json_object_set_new(o, "alpha", json_integer(2));
+		json_object_set_new(o, "mid", json_null());
+		json_object_set_new(o, "zeta", json_string("replaced"));
+		json_object_del(o, "alpha");
+		json_object_set_new(o, "alpha", json_true());
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		CHECK(want != NULL && got != NULL && strcmp(want, got) == 0,
+		    "json dump order: jansson %s, ours %s", t_str(want), t_str(got));
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	/* every byte as a one-byte string: escaped as jansson escapes it, and
+	 * invalid UTF-8 refused (NULL) as jansson refuses it */
+	for (int c = 1; c < 256; c++) {
+		char byte = (char)c;
+		json_t *o = json_pack("{s:s#}", "k", &byte, (size_t)1);
+		char *want = NULL, *got = NULL;
+
+		if (o == NULL) {
+			/* json_pack checks UTF-8: build it unchecked */
+			o = json_object();
+			json_object_set_new(o, "k", json_stringn_nocheck(&byte, 1));
+		}
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0))
+			failures++;
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	/* a long string grows the buffer more than once */
+	{
+		char big[5000];
+		json_t *o = NULL;
+		char *want = NULL, *got = NULL;
+
+		for (i = 0; i < sizeof(big) - 1; i++)
+			big[i] = (char)(i % 7 == 0 ? '\n' : 'a' + i % 26);
+		big[sizeof(big) - 1] = '\0';
+		o = json_pack("{s:s,s:[s,s]}", "big", big, "arr", big, "x");
+		want = json_dumps(o, JSON_COMPACT);
+		got = acme_json_dump(o);
+		if (want == NULL || got == NULL || strcmp(want, got) != 0)
+			failures++;
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	CHECK(failures == 0, "json dump: %d byte-by-byte differences from jansson", failures);
+	CHECK(acme_json_dump(NULL) == NULL, "json dump of NULL");
+}
+
 /* ---- external account binding ------------------------------------------- */
 
 #define T_NEWACCT "https://ra.example/acme/new-account"
@@ -1328,6 +1493,35 @@ t_flat_object_tests(void)
 		json_decref(fast);
 		json_decref(slow);
 	}
+	/* a refused byte in every position of a long string: the scan goes
+	 * eight bytes at a time, then byte by byte */
+	{
+		static const unsigned char refused[] = { 0x00, 0x01, 0x1f, 0x7f, 0x80, 0xff, '\\' };
+		static const unsigned char accepted[] = { 0x20, 0x7e, '!', '[', ']', '~' };
+		int failures = 0;
+
+		for (size_t pos = 0; pos < 40; pos++) {
+			for (size_t r = 0; r < sizeof(refused) + sizeof(accepted); r++) {
+				unsigned char text[64];
+				bool want = r >= sizeof(refused);
+				json_t *fast = NULL;
+
+				memcpy(text, "{\"k\":\"", 6);
+				memset(text + 6, 'a', 40);
+				text[6 + pos] = want ? accepted[r - sizeof(refused)] : refused[r];
+				memcpy(text + 46, "\"}", 2);
+				fast = acme_json_flat_object(text, 48);
+				if ((fast != NULL) != want ||
+				    (fast != NULL &&
+					(json_string_length(json_object_get(fast, "k")) != 40 ||
+					    memcmp(json_string_value(json_object_get(fast, "k")),
+						text + 6, 40) != 0)))
+					failures++;
+				json_decref(fast);
+			}
+		}
+		CHECK(failures == 0, "flat object: %d wrong verdicts on single bytes", failures);
+	}
 	/* the JWS members come out as jansson's would, lengths included */
 	{
 		static const char body[] = "{\"protected\":\"ab\",\"payload\":\"\"}";
@@ -1463,8 +1657,10 @@ main(void)
 	t_inner();
 	t_jwk_tests();
 	t_b64_tests();
+	t_b64_every_byte();
 	t_eab_tests();
 	t_flat_object_tests();
+	t_json_dump_tests();
 
 	for (i = 0; i < t_n_cases; i++)
 		free(t_cases[i].body);

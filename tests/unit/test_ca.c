@@ -1247,6 +1247,20 @@ main(void)
 	    "chain contains the root");
 	root_pem1 = strdup(ca_root_pem(ca));
 	issuing1 = X509_dup(ca_issuing_cert(ca));
+	{
+		/* the issuing PEM ACME serves after the leaf: ca_der_to_pem()'s
+		 * spelling of the issuing certificate, and the chain's start */
+		unsigned char *issuing_der = NULL;
+		int der_len = i2d_X509(ca_issuing_cert(ca), &issuing_der);
+		char *pem = der_len > 0 ? ca_der_to_pem(issuing_der, (size_t)der_len) : NULL;
+
+		CHECK(pem != NULL && ca_issuing_pem(ca) != NULL &&
+		        strcmp(pem, ca_issuing_pem(ca)) == 0 &&
+		        strncmp(ca_chain_pem(ca), pem, strlen(pem)) == 0,
+		    "ca_issuing_pem is the issuing certificate, as ca_der_to_pem writes it");
+		free(pem);
+		OPENSSL_free(issuing_der);
+	}
 	CHECK(strcmp(ca_issuer_name(ca), "default") == 0, "issuer name");
 	{
 		BASIC_CONSTRAINTS *bc = X509_get_ext_d2i(issuing1, NID_basic_constraints, NULL, NULL);
