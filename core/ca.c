@@ -39,7 +39,8 @@
  * DER rather than parsed back.
  *
  * Thread safety: after ca_open() the struct ca is read-only apart from the
- * signer's slot pool, which has its own lock.
+ * signer's slot pool, which has its own lock, and the copying of the
+ * verification template (verify_lock).
  */
 #include "types.h"
 
@@ -57,6 +58,7 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,9 +127,12 @@ struct ca {
 	int sig_size;			/* ECDSA: at most this many bytes, else exactly */
 	/* EVP_DigestVerifyInit_ex() for the issuing key, done once: each
 	 * answer is verified with a copy (ca_check_signed()), which costs a
-	 * twentieth of that set-up (fetches, key context). Only read after
-	 * ca_open(), so copied by several threads at once. */
+	 * twentieth of that set-up (fetches, key context). OpenSSL does not
+	 * promise that concurrent copies of one context are safe (the ACME
+	 * account verifiers take a lock for theirs too), so workers copy it
+	 * under verify_lock, held for the copy only. */
 	EVP_MD_CTX *verify_template;
+	pthread_mutex_t verify_lock;
 };
 
 /* ---------- small helpers ---------- */
@@ -1027,7 +1032,7 @@ ca_signature_well_formed(const struct ca *ca, const unsigned char *sig, size_t l
  * shape (ca_signature_well_formed()) that verifies with the issuing CA's
  * key. Returns 0 or -1 (logged). */
 static int
-ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent,
+ca_check_signed(struct ca *ca, const char *what, const unsigned char *sent,
     size_t sent_len, const unsigned char *got, size_t got_len, int sigalg_index)
 {
 	const unsigned char *s_tbs, *s_alg, *s_sig, *g_tbs, *g_alg, *g_sig;
@@ -1086,6 +1091,7 @@ ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent
 	{
 		const unsigned char *q = g_sig, *val = NULL, *t = NULL;
 		size_t tl = 0;
+		int copied = 0;
 
 		if (ca_der_next(&q, g_sig + g_sig_len, &t, &tl, &val) == -1 || val >= g_sig + g_sig_len ||
 		    val[0] != 0 ||
@@ -1093,8 +1099,12 @@ ca_check_signed(const struct ca *ca, const char *what, const unsigned char *sent
 			why = "malformed signature";
 			goto out;
 		}
-		if (((mctx = EVP_MD_CTX_new()) == NULL ||
-		    EVP_MD_CTX_copy_ex(mctx, ca->verify_template) != 1 ||
+		if ((mctx = EVP_MD_CTX_new()) != NULL) {
+			pthread_mutex_lock(&ca->verify_lock);
+			copied = EVP_MD_CTX_copy_ex(mctx, ca->verify_template);
+			pthread_mutex_unlock(&ca->verify_lock);
+		}
+		if ((copied != 1 ||
 		    EVP_DigestVerify(mctx, val + 1, (size_t)(g_sig + g_sig_len - val - 1), g_tbs,
 		    g_tbs_len) != 1)) {
 			why = "signature does not verify with the issuing CA's key";
@@ -1617,6 +1627,7 @@ ca_open(const struct enrolld_config *cfg, struct ca **out)
 	*out = NULL;
 	if ((ca = calloc(1, sizeof(*ca))) == NULL)
 		return -1;
+	pthread_mutex_init(&ca->verify_lock, NULL);
 	ca->crl_days = cfg->crl_days > 0 ? cfg->crl_days : 7;
 	if (geteuid() == 0 && cfg->user[0] != '\0') {
 		if ((pw = getpwnam(cfg->user)) == NULL) {
@@ -1768,6 +1779,7 @@ ca_close(struct ca *ca)
 	EVP_MD_free(ca->sha1);
 	BN_free(ca->sig_order);
 	EVP_MD_CTX_free(ca->verify_template);
+	pthread_mutex_destroy(&ca->verify_lock);
 	free(ca);
 }
 

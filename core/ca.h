@@ -51,7 +51,11 @@ struct ca_issue_params {
 	/* optional: the SubjectPublicKeyInfo subject_key was made from (the
 	 * CSR's, X509_REQ_get_X509_PUBKEY(csr_info.req)). An EC key on a named
 	 * curve is then copied into the certificate as encoded there, not
-	 * encoded again from subject_key; NULL: from subject_key. */
+	 * encoded again from subject_key; NULL: from subject_key. It MUST be
+	 * the SubjectPublicKeyInfo subject_key was made from (csr_parse()
+	 * makes csr_info.pkey from that very point): the certificate
+	 * certifies these bytes, not subject_key, and nothing here compares
+	 * the two (that would cost the point conversion the copy saves). */
 	const X509_PUBKEY *subject_spki;
 	/* subject; NULL or "" fields are left out */
 	const char *cn, *o, *ou, *l, *st, *c;

@@ -148,6 +148,8 @@ static void db_fail(struct db *db, const char *call, const char *what, PGresult 
 			sqlstate = "08006";
 	}
 	db_set_sqlstate(db, sqlstate);
+	snprintf(db->last_constraint, sizeof(db->last_constraint), "%s",
+	         constraint != NULL ? constraint : "");
 
 	/* Integrity violations are often an expected outcome the caller
 	 * handles (a duplicate idempotency key, a second approval): info.

@@ -30,6 +30,9 @@ struct db {
 	/* SQLSTATE of the last failed statement ("23505" unique violation, ...)
 	 * or "" */
 	char last_sqlstate[6];
+	/* The constraint a failed statement violated ("acme_nonces_pkey", ...)
+	 * or "": which unique key a 23505 was about */
+	char last_constraint[64];
 };
 
 /* Newly allocated, not yet connected; the caller frees with db_close(). */

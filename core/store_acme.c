@@ -958,6 +958,16 @@ store_acme_auth_begin(struct db *db, const struct store_acme_auth_in *in,
 	return 1;
 }
 
+/* True when the failed statement was refused because its nonce is in
+ * acme_nonces already (SA_AUTH_WITH: the primary key), and for nothing
+ * else: another unique key of the same statement is a server failure. */
+static bool
+store_acme_nonce_reused(const struct db *db)
+{
+	return strcmp(db->last_sqlstate, "23505") == 0 &&
+	    strcmp(db->last_constraint, "acme_nonces_pkey") == 0;
+}
+
 int
 store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store_acme_auth_out *out)
 {
@@ -1004,7 +1014,7 @@ store_acme_auth(struct db *db, const struct store_acme_auth_in *in, struct store
 	res = store_acme_exec(db, stmt, sql, nparams, params);
 	if (res == NULL) {
 		/* the nonce was used before (SA_AUTH_WITH): nothing loaded */
-		if (strcmp(db->last_sqlstate, "23505") == 0) {
+		if (store_acme_nonce_reused(db)) {
 			out->nonce_fresh = false;
 			rc = 0;
 		}
@@ -1431,8 +1441,10 @@ store_acme_new_order(struct db *db, const struct store_acme_auth_in *auth,
 	else
 		res = store_acme_exec(db, SA_NEW_ORDER, sql, 16, params);
 	if (res == NULL) {
-		/* the nonce was used before (SA_AUTH_WITH): nothing written */
-		if (strcmp(db->last_sqlstate, "23505") == 0) {
+		/* the nonce was used before (SA_AUTH_WITH): nothing written; a
+		 * clash of a new order's random public ids (also 23505) is a
+		 * server failure, not the client's nonce */
+		if (store_acme_nonce_reused(db)) {
 			out->nonce_fresh = false;
 			rc = 0;
 		}
