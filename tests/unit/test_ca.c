@@ -1186,6 +1186,114 @@ check_tls(const char *want_dns, const char *want_ip, X509 *issuing)
 	EVP_PKEY_free(key);
 }
 
+/* A CA of key type `type` (bootstrapped in dir, owned as the rest of the
+ * test's) issues through its signer for P-256, P-384 and RSA-2048 subject
+ * keys, with and without the request's SubjectPublicKeyInfo, 100 long SANs
+ * and a 64-character CN; every certificate verifies with the issuing key,
+ * names the CA's signature algorithm inside and out, and certifies the
+ * request's key; the CA signs a CRL that verifies. The signer refuses a to-be-signed
+ * certificate that names another algorithm than the CA's, so each key type
+ * is its own case. */
+static void
+test_ca_key_type(const struct enrolld_config *base, const char *dir, const char *type,
+    int sig_nid, EVP_PKEY *const keys[3])
+{
+	static const char *const key_names[3] = { "P-256", "P-384", "RSA-2048" };
+	static struct req_name names[100];
+	struct enrolld_config cfg = *base;
+	struct ca *ca = NULL;
+	char cn[65], label[40];
+	size_t k, i;
+	int spki;
+
+	for (i = 0; i < 100; i++) {
+		names[i].kind = NAME_DNS;
+		snprintf(names[i].value, sizeof(names[i].value),
+		    "h%03zu.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com", i);
+	}
+	memset(cn, 'c', 60);
+	memcpy(cn + 60, ".com", 5);
+	snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", dir);
+	snprintf(cfg.ca_key_type, sizeof(cfg.ca_key_type), "%s", type);
+	CHECK(ca_open(&cfg, &ca) == 0, "[%s CA] ca_open bootstraps", type);
+	if (ca == NULL)
+		return;
+	for (k = 0; k < 3; k++) {
+		for (spki = 0; spki < 2; spki++) {
+			struct csr_info csr;
+			struct ca_issue_params p;
+			X509_REQ *req = X509_REQ_new();
+			unsigned char *req_der = NULL, *der = NULL;
+			const unsigned char *q;
+			char serial[41], err[128];
+			size_t len = 0;
+			time_t nb, na;
+			X509 *x = NULL;
+			int req_len = -1;
+
+			snprintf(label, sizeof(label), "[%s CA, %s key, spki %s]", type, key_names[k],
+			    spki ? "given" : "NULL");
+			if (req == NULL || X509_REQ_set_pubkey(req, keys[k]) != 1 ||
+			    X509_REQ_sign(req, keys[k], EVP_sha256()) <= 0 ||
+			    (req_len = i2d_X509_REQ(req, &req_der)) <= 0 ||
+			    csr_parse(req_der, (size_t)req_len, &csr, err, sizeof(err)) != 0) {
+				CHECK(0, "%s a CSR", label);
+				X509_REQ_free(req);
+				OPENSSL_free(req_der);
+				continue;
+			}
+			memset(&p, 0, sizeof(p));
+			ca_new_serial(serial);
+			p.serial_hex = serial;
+			p.subject_key = csr.pkey;
+			p.subject_spki = spki ? X509_REQ_get_X509_PUBKEY(csr.req) : NULL;
+			p.cn = cn;
+			p.o = "Example Org";
+			p.names = names;
+			p.n_names = 100;
+			p.term_days = 90;
+			p.key_usage = KEY_USAGE_DIGITAL_SIGNATURE;
+			p.ext_key_usage = EKU_SERVER_AUTH;
+			p.crl_url = CRL_URL;
+			CHECK(ca_issue(ca, &p, &der, &len, &nb, &na) == 0, "%s issues", label);
+			q = der;
+			if (der != NULL && (x = d2i_X509(NULL, &q, (long)len)) != NULL) {
+				EVP_PKEY *issuing_key = X509_get0_pubkey(ca_issuing_cert(ca));
+
+				CHECK(X509_verify(x, issuing_key) == 1, "%s verifies with the issuing key",
+				    label);
+				CHECK(X509_get_signature_nid(x) == sig_nid, "%s the CA's signature algorithm",
+				    label);
+				CHECK(EVP_PKEY_eq(X509_get0_pubkey(x), keys[k]) == 1,
+				    "%s certifies the request's key", label);
+				CHECK(X509_get_ext_count(x) > 0, "%s has its extensions", label);
+			} else
+				CHECK(0, "%s a certificate that parses", label);
+			X509_free(x);
+			OPENSSL_free(der);
+			csr_info_free(&csr);
+			X509_REQ_free(req);
+			OPENSSL_free(req_der);
+		}
+	}
+	{
+		struct ca_revoked rv[2] = { { "0A1B", 1700000000, 1 }, { "7F", 1700000001, 0 } };
+		unsigned char *der = NULL;
+		const unsigned char *q;
+		X509_CRL *crl = NULL;
+		size_t len = 0;
+
+		CHECK(ca_crl(ca, 5, rv, 2, &der, &len) == 0, "[%s CA] signs a CRL", type);
+		q = der;
+		CHECK(der != NULL && (crl = d2i_X509_CRL(NULL, &q, (long)len)) != NULL &&
+		    X509_CRL_verify(crl, X509_get0_pubkey(ca_issuing_cert(ca))) == 1,
+		    "[%s CA] its CRL verifies", type);
+		X509_CRL_free(crl);
+		OPENSSL_free(der);
+	}
+	ca_close(ca);
+}
+
 int
 main(void)
 {
@@ -1364,6 +1472,21 @@ main(void)
 	snprintf(cfg2.user, sizeof(cfg2.user), "%s", cfg.user);
 	snprintf(cfg2.ca_key_type, sizeof(cfg2.ca_key_type), "dsa-1024");
 	CHECK(ca_open(&cfg2, &ca) == -1, "unknown ca_key_type refused");
+
+	/* 8. P-384 and RSA CAs issue through the signer (P-256 above) */
+	{
+		EVP_PKEY *keys[3] = { EVP_EC_gen("P-256"), EVP_EC_gen("P-384"), EVP_RSA_gen(2048) };
+
+		CHECK(keys[0] != NULL && keys[1] != NULL && keys[2] != NULL, "subject keys");
+		if (keys[0] != NULL && keys[1] != NULL && keys[2] != NULL) {
+			snprintf(path, sizeof(path), "%s/p384", tmp2);
+			test_ca_key_type(&cfg2, path, "ec-p384", NID_ecdsa_with_SHA384, keys);
+			snprintf(path, sizeof(path), "%s/rsa", tmp2);
+			test_ca_key_type(&cfg2, path, "rsa-2048", NID_sha256WithRSAEncryption, keys);
+		}
+		for (i = 0; i < 3; i++)
+			EVP_PKEY_free(keys[i]);
+	}
 out:
 	ca_close(ca);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", tmp, tmp2);
