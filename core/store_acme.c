@@ -547,12 +547,14 @@ enum store_acme_auth_col {
  * and one index scan returning one column costs 17k fewer instructions per
  * execution than a nested loop over a scan of the whole profile row
  * (callgrind, one backend, finalize's statement). */
-#define SA_ORDER_COLS                                                                              \
+#define SA_ORDER_COLS_NAMED(profile_name)                                                          \
 	", o.id, o.public_id, o.account_id, " SA_ORDER_STATUS_READ ", o.identifiers::text,"        \
-	" o.profile_id, (SELECT p.name FROM profiles p WHERE p.id = o.profile_id), o.term_days,"  \
+	" o.profile_id, " profile_name ", o.term_days,"                                            \
 	" o.replaces, " SA_EPOCH("o.not_before") ","                                               \
 	" " SA_EPOCH("o.not_after") ", " SA_EPOCH("o.expires_at") ", o.error::text,"              \
 	" o.certificate_id, CASE WHEN NOT o.authzs_derived THEN acme_order_authz_ids(o.id) END"
+#define SA_ORDER_COLS                                                                              \
+	SA_ORDER_COLS_NAMED("(SELECT p.name FROM profiles p WHERE p.id = o.profile_id)")
 #define SA_ORDER_JOIN " LEFT JOIN acme_orders o ON o.public_id = $5"
 
 /* By object: the statement whose account is named by id (kid). */
@@ -565,8 +567,13 @@ static const char *const store_acme_auth_sql[STORE_ACME_OBJ__MAX] = {
 	/* With the facts generation (core/facts.h). A ready order has no
 	 * certificate row yet (the row's INSERT moves its order on: ra.c), so
 	 * the idempotency lookup of ra_enroll() is answered by the order's
-	 * status and not run here. */
-	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6") SA_ORDER_COLS
+	 * status and not run here. Without the profile's name (NULL): the
+	 * caller takes it from the facts of the generation this statement
+	 * reads (acme_finalize()), as fresh as the subquery's (a rename bumps
+	 * the generation, migration 007) and 29k instructions cheaper per
+	 * execution (callgrind, one backend: 387.7k -> 358.5k). */
+	[STORE_ACME_OBJ_FINALIZE] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
+	    SA_ORDER_COLS_NAMED("NULL::text")
 	    ", " FACTS_GENERATION_SQL "::text" SA_AUTH_FROM_KID SA_ORDER_JOIN,
 	[STORE_ACME_OBJ_AUTHZ] = SA_AUTH_WITH SA_AUTH_SELECT("$6")
 	    ", (SELECT json_build_object('id', z.id, 'public_id', z.public_id,"

@@ -94,7 +94,8 @@ enum store_acme_object {
 				   the certificate of the order with that public id */
 	STORE_ACME_OBJ_FACTS,	/* newOrder: no object, out->facts_generation for
 				   the policy facts (core/facts.h) */
-	STORE_ACME_OBJ_FINALIZE, /* the order, as ORDER, and out->facts_generation */
+	STORE_ACME_OBJ_FINALIZE, /* the order, as ORDER but "profile" null (the
+				   name is in the facts), and out->facts_generation */
 	STORE_ACME_OBJ__MAX,
 };
 

@@ -1021,6 +1021,39 @@ acme_order_mark(json_t *order, const char *status, int64_t cert_id, json_t *erro
 		json_object_set(order, "error", error);
 }
 
+/*
+ * Sets the order's "profile" (left null by finalize's statement,
+ * STORE_ACME_OBJ_FINALIZE) to the name of its profile in the facts of the
+ * generation that statement read: facts_get() answers from the cache when
+ * the cache is of that generation (ra_enroll() asks the same entry next),
+ * else reloads. Renaming a profile bumps the generation in its transaction
+ * (migration 007), so the name is the one committed when the statement
+ * began, or a later one: never older than what the subquery it replaces
+ * read, and what GET on the order shows from then on. Profiles are never
+ * deleted (migration 008); one not found leaves "profile" out, as the
+ * subquery's NULL did. 0, or -1 with the problem set.
+ */
+static int
+acme_finalize_profile_name(struct acme_request *r, json_t *order)
+{
+	struct facts_view facts;
+
+	memset(&facts, 0, sizeof(facts));
+	if (facts_get(r->door->db, r->facts_generation, acme_json_id(r->account, "org_id"), 0,
+		acme_json_id(order, "profile_id"), 0, NULL, 0, &facts) != 0) {
+		acme_db_failure(r, "facts");
+		return -1;
+	}
+	if (facts.profile_found &&
+	    json_object_set_new(order, "profile", json_string(facts.profile_name)) != 0) {
+		facts_view_free(&facts);
+		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
+		return -1;
+	}
+	facts_view_free(&facts);
+	return 0;
+}
+
 void
 acme_finalize(struct acme_request *r)
 {
@@ -1047,6 +1080,8 @@ acme_finalize(struct acme_request *r)
 	public_id = acme_json_str(order, "public_id");
 	order_id = acme_json_id(order, "id");
 	status = acme_json_str(order, "status");
+	if (acme_finalize_profile_name(r, order) != 0)
+		goto out;
 	if (status != NULL && (strcmp(status, "valid") == 0 || strcmp(status, "processing") == 0)) {
 		/* finalized before (a retry, or a concurrent request): the same
 		 * order, unchanged */

@@ -121,6 +121,32 @@ class FactsCoherenceTest(AcmeBase):
         self.assertEqual(counts(self.d), before, "a refused finalize wrote a certificate")
         self.assertEqual(c.get(o.headers["location"]).json["status"], "invalid")
 
+    def test_profile_renamed(self):
+        """finalize's reply names the order's profile from A's facts cache,
+        not from its statement: a rename through B, then one in SQL, each
+        after A cached the facts, shows in A's next finalize reply (and in
+        the retry of a finalized order), as GET on the order shows it."""
+        t, c = self.tenant()
+        o = self.warm(c, t)
+        old = o.json["profile"]
+        self.assertTrue(old)
+        new = "renamed-%s" % secrets.token_hex(3)
+        et.expect(self.b.api("PATCH", "/api/v1/profiles/%d" % t["profile_id"],
+                             {"name": new}), 200)
+        name = o.json["identifiers"][0]["value"]
+        f = c.finalize(o.json, make_csr(Key("ec"), [name]))
+        self.assertEqual(f.status, 200, f)
+        self.assertEqual(f.json["status"], "valid", f.json)
+        self.assertEqual(f.json["profile"], new, f.json)
+        self.assertEqual(c.get(o.headers["location"]).json["profile"], new)
+        newer = "sql-%s" % secrets.token_hex(3)
+        self.d.sql("UPDATE profiles SET name = '%s' WHERE id = %d" % (newer, t["profile_id"]))
+        again = c.finalize(o.json, make_csr(Key("ec"), [name]))
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.json["profile"], newer, again.json)
+        self.assertEqual(again.json["certificate"], f.json["certificate"])
+        self.assertEqual(c.get(o.headers["location"]).json["profile"], newer)
+
     def test_dcv_revoked_on_b(self):
         t, c = self.tenant()
         self.warm(c, t)
