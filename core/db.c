@@ -42,6 +42,10 @@
 struct db_conn {
 	struct db pub;           /* must stay first: db_new() returns &pub */
 	int64_t next_attempt_ms; /* monotonic ms; 0: may connect now */
+	/* Between db_request_begin() and db_request_end(): the connection was
+	 * found alive at the start of the request, so db_ensure() does not
+	 * poll it again for a hang-up (a failure since then marks it broken). */
+	bool in_request;
 	/* statements prepared on `prepared_conn` (names are static strings) */
 	const PGconn *prepared_conn;
 	const char *prepared[DB_MAX_PREPARED];
@@ -178,7 +182,10 @@ static void db_notice(void *arg, const char *message)
  * the next statement fails, and that request would get a 503. Between
  * statements the server sends nothing unasked except NOTICE/NOTIFY, so a
  * readable socket is read (one poll() costs a microsecond) and the
- * connection judged by what libpq made of it.
+ * connection judged by what libpq made of it. The goodbye message and the
+ * end of the stream are two reads for libpq (PQconsumeInput() returns after
+ * the message, with the connection still CONNECTION_OK), so the socket is
+ * read for as long as it stays readable, a few times at most.
  */
 static bool db_hung_up(PGconn *conn)
 {
@@ -186,11 +193,13 @@ static bool db_hung_up(PGconn *conn)
 
 	if (pfd.fd < 0)
 		return true;
-	if (poll(&pfd, 1, 0) <= 0)
-		return false;
-	if (PQconsumeInput(conn) == 0)
-		return true;
-	return PQstatus(conn) != CONNECTION_OK;
+	for (int i = 0; i < 4; i++) {
+		if (poll(&pfd, 1, 0) <= 0)
+			return false;
+		if (PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK)
+			return true;
+	}
+	return false;
 }
 
 int db_ensure(struct db *db)
@@ -203,7 +212,8 @@ int db_ensure(struct db *db)
 	int64_t now;
 
 	if (db->conn != NULL && !db->broken && PQstatus(db->conn) == CONNECTION_OK &&
-	    (PQtransactionStatus(db->conn) != PQTRANS_IDLE || !db_hung_up(db->conn)))
+	    (dc->in_request || PQtransactionStatus(db->conn) != PQTRANS_IDLE ||
+	     !db_hung_up(db->conn)))
 		return 0;
 	if (db->conn != NULL && !db->broken) {
 		/* not a failure of ours: reconnect at once, no back-off */
@@ -248,6 +258,22 @@ int db_ensure(struct db *db)
 	dc->next_attempt_ms = 0;
 	db_set_sqlstate(db, "");
 	return 0;
+}
+
+int db_request_begin(struct db *db)
+{
+	struct db_conn *dc = db_conn_of(db);
+
+	dc->in_request = false;
+	if (db_ensure(db) != 0)
+		return -1;
+	dc->in_request = true;
+	return 0;
+}
+
+void db_request_end(struct db *db)
+{
+	db_conn_of(db)->in_request = false;
 }
 
 bool db_unavailable(const struct db *db)

@@ -41,6 +41,16 @@ void db_close(struct db *db);
 /* Connects or reconnects if needed. 0 when usable, -1 when PostgreSQL cannot
  * be reached (the caller answers 503). */
 int db_ensure(struct db *db) __attribute__((warn_unused_result));
+/*
+ * Around one request on a worker's connection: db_request_begin() is
+ * db_ensure(), whose check of an idle connection for a server hang-up (one
+ * poll()) it does once; until db_request_end(), db_ensure() on a connection
+ * not marked broken answers 0 without polling again. A hang-up noticed by a
+ * failing statement marks the connection broken, and db_ensure() then
+ * reconnects as usual.
+ */
+int db_request_begin(struct db *db) __attribute__((warn_unused_result));
+void db_request_end(struct db *db);
 /* True when the last failure was the connection rather than the statement. */
 bool db_unavailable(const struct db *db);
 

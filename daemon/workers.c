@@ -8,7 +8,8 @@
  * Flow: workers_submit() (loop thread) appends to `queue` under `lock` and
  * signals `wake`; at most queue_max jobs wait, beyond that the caller answers
  * 503 at once rather than letting a backlog grow. A worker pops a job, sets
- * the log request id, and runs the handler unless db_ensure() fails, in which
+ * the log request id, and runs the handler unless db_request_begin()
+ * (db_ensure()) fails, in which
  * case the answer is 503 + Retry-After without calling the door. Finished
  * jobs go on `done` and the worker that makes the list non-empty writes to
  * an eventfd; the loop thread's event on that fd drains `done` and calls the
@@ -127,12 +128,13 @@ workers_main(void *arg)
 
 		log_request_id(job->req.request_id);
 		ctx.cfg = job->cfg;
-		if (db_ensure(self->db) != 0) {
+		if (db_request_begin(self->db) != 0) {
 			log_warnx("db_ensure: database unavailable; answering 503");
 			http_response_unavailable(&job->resp, WORKERS_DB_RETRY_AFTER);
 		} else {
 			job->handler(&job->req, &ctx, &job->resp);
 		}
+		db_request_end(self->db);
 		log_request_id(NULL);
 		workers_finish(w, job);
 	}

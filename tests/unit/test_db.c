@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -618,6 +619,65 @@ static void test_values_and_transactions(struct db *db)
 	                     "'Org B'") == 1);
 }
 
+/* Ends `db`'s server session from `other` and waits until its goodbye has
+ * reached db's socket (readable), as for a session ended while idle. */
+static bool terminate_backend(struct db *other, struct db *db)
+{
+	long pid = value_long(db, "SELECT pg_backend_pid()");
+	char sql[128];
+	struct pollfd pfd;
+
+	if (pid <= 0)
+		return false;
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)::int", pid);
+	if (value_long(other, sql) != 1)
+		return false;
+	pfd.fd = PQsocket(db->conn);
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 5000) != 1)
+		return false;
+	sleep_ms(100); /* the FIN after the FATAL message */
+	return true;
+}
+
+/*
+ * db_request_begin() finds an idle connection the server closed and
+ * reconnects before the request; inside the request db_ensure() trusts the
+ * connection (no poll), a failing statement still marks it broken and
+ * db_ensure() reconnects; after db_request_end() every db_ensure() checks
+ * again.
+ */
+static void test_request_scope(struct db *db, const char *conninfo)
+{
+	struct db *other = db_new(conninfo);
+	uint64_t id;
+
+	CHECK(other != NULL && db_ensure(other) == 0);
+	CHECK(db_ensure(db) == 0);
+	id = db->conn_id;
+	CHECK(terminate_backend(other, db));
+	CHECK(db_request_begin(db) == 0);
+	CHECK(db->conn_id != id); /* reconnected before the request */
+	CHECK(!db_unavailable(db) && exec_ok(db, "SELECT 1"));
+
+	id = db->conn_id;
+	CHECK(terminate_backend(other, db));
+	CHECK(db_ensure(db) == 0);
+	CHECK(db->conn_id == id); /* trusted within the request: not polled */
+	CHECK(!exec_ok(db, "SELECT 1"));
+	CHECK(db_unavailable(db));
+	CHECK(db_ensure(db) == 0); /* broken: reconnects at once */
+	CHECK(db->conn_id != id && exec_ok(db, "SELECT 1"));
+	db_request_end(db);
+
+	id = db->conn_id;
+	CHECK(terminate_backend(other, db));
+	CHECK(db_ensure(db) == 0);
+	CHECK(db->conn_id != id); /* outside a request: polled, reconnected */
+	CHECK(exec_ok(db, "SELECT 1"));
+	db_close(other);
+}
+
 /* PostgreSQL stopped under an open connection, then started again. */
 static void test_outage(struct pgsup **pg, struct db *db, char *conninfo, size_t len)
 {
@@ -866,6 +926,7 @@ int main(void)
 	test_never_deleted(db);
 	test_facts_cache(db, conninfo);
 	test_values_and_transactions(db);
+	test_request_scope(db, conninfo);
 	test_lock();
 	test_outage(&pg, db, conninfo, sizeof(conninfo));
 	test_watchdog(db);
