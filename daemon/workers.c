@@ -9,8 +9,8 @@
  * signals `wake`; at most queue_max jobs wait, beyond that the caller answers
  * 503 at once rather than letting a backlog grow. A worker pops a job, sets
  * the log request id, and runs the handler unless db_request_begin()
- * (db_ensure()) fails, in which
- * case the answer is 503 + Retry-After without calling the door. Finished
+ * (db_ensure()) fails, in which case the answer is 503 + Retry-After
+ * without calling the door. Finished
  * jobs go on `done` and the worker that makes the list non-empty writes to
  * an eventfd; the loop thread's event on that fd drains `done` and calls the
  * done callback, which sends the reply. Only the loop thread touches libevent objects.
