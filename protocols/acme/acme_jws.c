@@ -386,63 +386,98 @@ acme_json_plain_string(
 	return true;
 }
 
-json_t *
-acme_json_flat_object(const unsigned char *text, size_t len)
+/* One member of a flat JSON object: offsets and lengths of its key's and its
+ * value's bytes (inside the quotes) in the scanned text. */
+struct acme_json_member {
+	size_t key, key_len, value, value_len;
+};
+
+/* Most members a flat object may have to be read here; more go to jansson. */
+#define ACME_JSON_FLAT_MAX_MEMBERS 32
+
+/* Scans text as ONE JSON object whose keys and values are all plain strings
+ * (acme_json_plain_string()), with whitespace around its tokens and nothing
+ * after it: true with members[0 .. *n) in text order when it has at most max
+ * members and no key twice. False for anything else, valid JSON or not,
+ * which the callers then leave to jansson. The grammar of
+ * acme_json_flat_object() and of acme_jws_flat_parts(). */
+static bool
+acme_json_flat_scan(const unsigned char *text, size_t len, struct acme_json_member *members,
+    size_t max, size_t *n)
 {
-	char key[64];
-	json_t *obj = NULL, *value = NULL;
-	size_t i = 0, k_start, k_len, v_start, v_len;
+	size_t i = 0, m = 0, j;
 
 	while (i < len && acme_json_space(text[i]))
 		i++;
 	if (i >= len || text[i++] != '{')
-		return NULL;
-	if ((obj = json_object()) == NULL)
-		return NULL;
+		return false;
 	while (i < len && acme_json_space(text[i]))
 		i++;
 	if (i < len && text[i] == '}') {
 		i++;
-		goto end;
-	}
-	for (;;) {
-		if (!acme_json_plain_string(text, len, &i, &k_start, &k_len) ||
-		    k_len >= sizeof(key))
-			goto fail;
-		memcpy(key, text + k_start, k_len);
-		key[k_len] = '\0';
-		while (i < len && acme_json_space(text[i]))
-			i++;
-		if (i >= len || text[i++] != ':')
-			goto fail;
-		while (i < len && acme_json_space(text[i]))
-			i++;
-		if (!acme_json_plain_string(text, len, &i, &v_start, &v_len))
-			goto fail;
-		/* a duplicate key: jansson says so (JSON_REJECT_DUPLICATES) */
-		if (json_object_get(obj, key) != NULL)
-			goto fail;
-		value = json_stringn_nocheck((const char *)text + v_start, v_len);
-		if (value == NULL || json_object_set_new_nocheck(obj, key, value) != 0)
-			goto fail;
-		while (i < len && acme_json_space(text[i]))
-			i++;
-		if (i >= len)
-			goto fail;
-		if (text[i] == '}') {
-			i++;
-			break;
+	} else {
+		for (;;) {
+			struct acme_json_member *mb = &members[m];
+
+			if (m == max || !acme_json_plain_string(text, len, &i, &mb->key, &mb->key_len))
+				return false; /* also a trailing comma */
+			for (j = 0; j < m; j++) {
+				if (members[j].key_len == mb->key_len &&
+				    memcmp(text + members[j].key, text + mb->key, mb->key_len) == 0)
+					return false; /* jansson says so (JSON_REJECT_DUPLICATES) */
+			}
+			while (i < len && acme_json_space(text[i]))
+				i++;
+			if (i >= len || text[i++] != ':')
+				return false;
+			while (i < len && acme_json_space(text[i]))
+				i++;
+			if (!acme_json_plain_string(text, len, &i, &mb->value, &mb->value_len))
+				return false;
+			m++;
+			while (i < len && acme_json_space(text[i]))
+				i++;
+			if (i >= len)
+				return false;
+			if (text[i] == '}') {
+				i++;
+				break;
+			}
+			if (text[i++] != ',')
+				return false;
+			while (i < len && acme_json_space(text[i]))
+				i++;
 		}
-		if (text[i++] != ',')
-			goto fail;
-		while (i < len && acme_json_space(text[i]))
-			i++;
 	}
-end:
 	while (i < len && acme_json_space(text[i]))
 		i++;
-	if (i == len)
-		return obj;
+	if (i != len)
+		return false;
+	*n = m;
+	return true;
+}
+
+json_t *
+acme_json_flat_object(const unsigned char *text, size_t len)
+{
+	struct acme_json_member members[ACME_JSON_FLAT_MAX_MEMBERS];
+	char key[64];
+	json_t *obj = NULL, *value = NULL;
+	size_t n = 0, i;
+
+	if (!acme_json_flat_scan(text, len, members, ACME_JSON_FLAT_MAX_MEMBERS, &n) ||
+	    (obj = json_object()) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (members[i].key_len >= sizeof(key))
+			goto fail;
+		memcpy(key, text + members[i].key, members[i].key_len);
+		key[members[i].key_len] = '\0';
+		value = json_stringn_nocheck((const char *)text + members[i].value, members[i].value_len);
+		if (value == NULL || json_object_set_new_nocheck(obj, key, value) != 0)
+			goto fail;
+	}
+	return obj;
 fail:
 	json_decref(obj);
 	return NULL;
@@ -1416,78 +1451,42 @@ out:
 #define ACME_JWS_FLAT_MAX_MEMBERS 8
 
 /* The request body's parts without building a JSON object, when it is a
- * flat object of plain strings (acme_json_flat_object()'s grammar) with at
- * most ACME_JWS_FLAT_MAX_MEMBERS members, no key twice, no "signatures" or
- * "header", and string "protected" (non-empty), "payload" and "signature":
- * then true, and parts point into body. False for anything else, which the
- * general path then judges (and answers with its problem); what is taken
- * here, that path takes as the same three strings. */
+ * flat object of plain strings (acme_json_flat_scan()) with at most
+ * ACME_JWS_FLAT_MAX_MEMBERS members, no "signatures" or "header", and
+ * string "protected" (non-empty), "payload" and "signature": then true, and
+ * parts point into body. False for anything else, which the general path
+ * then judges (and answers with its problem); what is taken here, that path
+ * takes as the same three strings. */
 static bool
 acme_jws_flat_parts(const unsigned char *body, size_t len, struct acme_jws_parts *parts)
 {
-	struct {
-		size_t start, len;
-	} keys[ACME_JWS_FLAT_MAX_MEMBERS];
-	const unsigned char *found[3] = {NULL, NULL, NULL};
-	size_t found_len[3] = {0, 0, 0};
 	static const char *const names[3] = {"protected", "payload", "signature"};
-	size_t i = 0, n = 0, k_start, k_len, v_start, v_len, j;
+	struct acme_json_member members[ACME_JWS_FLAT_MAX_MEMBERS];
+	const struct acme_json_member *found[3] = {NULL, NULL, NULL};
+	size_t n = 0, i, j;
 
-	while (i < len && acme_json_space(body[i]))
-		i++;
-	if (i >= len || body[i++] != '{')
+	if (!acme_json_flat_scan(body, len, members, ACME_JWS_FLAT_MAX_MEMBERS, &n))
 		return false;
-	for (;;) {
-		while (i < len && acme_json_space(body[i]))
-			i++;
-		if (n == ACME_JWS_FLAT_MAX_MEMBERS ||
-		    !acme_json_plain_string(body, len, &i, &k_start, &k_len))
-			return false; /* also "{}" and a trailing comma: not a JWS */
-		for (j = 0; j < n; j++) {
-			if (keys[j].len == k_len && memcmp(body + keys[j].start, body + k_start, k_len) == 0)
-				return false;
-		}
-		keys[n].start = k_start;
-		keys[n++].len = k_len;
-		while (i < len && acme_json_space(body[i]))
-			i++;
-		if (i >= len || body[i++] != ':')
-			return false;
-		while (i < len && acme_json_space(body[i]))
-			i++;
-		if (!acme_json_plain_string(body, len, &i, &v_start, &v_len))
-			return false;
-		if ((k_len == 10 && memcmp(body + k_start, "signatures", 10) == 0) ||
-		    (k_len == 6 && memcmp(body + k_start, "header", 6) == 0))
+	for (i = 0; i < n; i++) {
+		const unsigned char *key = body + members[i].key;
+		size_t key_len = members[i].key_len;
+
+		if ((key_len == 10 && memcmp(key, "signatures", 10) == 0) ||
+		    (key_len == 6 && memcmp(key, "header", 6) == 0))
 			return false;
 		for (j = 0; j < 3; j++) {
-			if (k_len == strlen(names[j]) && memcmp(body + k_start, names[j], k_len) == 0) {
-				found[j] = body + v_start;
-				found_len[j] = v_len;
-			}
+			if (key_len == strlen(names[j]) && memcmp(key, names[j], key_len) == 0)
+				found[j] = &members[i];
 		}
-		while (i < len && acme_json_space(body[i]))
-			i++;
-		if (i >= len)
-			return false;
-		if (body[i] == '}') {
-			i++;
-			break;
-		}
-		if (body[i++] != ',')
-			return false;
 	}
-	while (i < len && acme_json_space(body[i]))
-		i++;
-	if (i != len || found[0] == NULL || found[1] == NULL || found[2] == NULL ||
-	    found_len[0] == 0)
+	if (found[0] == NULL || found[1] == NULL || found[2] == NULL || found[0]->value_len == 0)
 		return false;
-	parts->protected_b64 = (const char *)found[0];
-	parts->protected_len = found_len[0];
-	parts->payload_b64 = (const char *)found[1];
-	parts->payload_len = found_len[1];
-	parts->signature_b64 = (const char *)found[2];
-	parts->signature_len = found_len[2];
+	parts->protected_b64 = (const char *)body + found[0]->value;
+	parts->protected_len = found[0]->value_len;
+	parts->payload_b64 = (const char *)body + found[1]->value;
+	parts->payload_len = found[1]->value_len;
+	parts->signature_b64 = (const char *)body + found[2]->value;
+	parts->signature_len = found[2]->value_len;
 	return true;
 }
 

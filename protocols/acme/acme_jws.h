@@ -226,8 +226,9 @@ int acme_eab_verify(const struct acme_eab *eab, const unsigned char *mac_key, si
 void acme_eab_free(struct acme_eab *eab);
 
 /* The fast path of the JSON reader: text when it is one JSON object whose
- * members are all strings of printable ASCII without escapes (no duplicate
- * keys, keys under 64 bytes, whitespace around), as a new reference; NULL
+ * members are all strings of printable ASCII without escapes (at most 32
+ * members, no duplicate keys, keys under 64 bytes, whitespace around), as a
+ * new reference; NULL
  * for any other text, valid JSON or not, which then goes to jansson. What it
  * accepts, jansson accepts as the same object (the fuzz target checks). */
 json_t *acme_json_flat_object(const unsigned char *text, size_t len);
