@@ -277,6 +277,138 @@ out:
 	OPENSSL_free(der);
 }
 
+/* ---------- point encodings ---------- */
+
+/* A CSR whose SubjectPublicKeyInfo is an EC key on curve_nid with exactly
+ * the encoded point given (whatever it is), signed by key. */
+static int
+make_csr_point(EVP_PKEY *key, int curve_nid, const unsigned char *point, size_t point_len,
+    unsigned char **der)
+{
+	X509_REQ *req = X509_REQ_new();
+	unsigned char *copy = OPENSSL_memdup(point, point_len);
+	int len = -1;
+
+	*der = NULL;
+	if (req == NULL || copy == NULL ||
+	    X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
+	    X509_NAME_add_entry_by_NID(X509_REQ_get_subject_name(req), NID_commonName,
+	    MBSTRING_UTF8, (const unsigned char *)"point.example.com", -1, -1, 0) != 1 ||
+	    X509_PUBKEY_set0_param(X509_REQ_get_X509_PUBKEY(req),
+	    OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT, OBJ_nid2obj(curve_nid), copy,
+	    (int)point_len) != 1)
+		goto out;
+	copy = NULL;
+	if (X509_REQ_sign(req, key, EVP_sha256()) <= 0)
+		goto out;
+	len = i2d_X509_REQ(req, der);
+out:
+	OPENSSL_free(copy);
+	X509_REQ_free(req);
+	return len;
+}
+
+/*
+ * Every way of writing a point, on each allowed curve: what the key is
+ * judged to be does not depend on how the key object was made (csr.c
+ * builds these keys itself and skips checks the point decoding already
+ * made; this pins down that the outcome is the same as OpenSSL's own
+ * decoder and EVP_PKEY_public_check_quick() give).
+ */
+static void
+test_point_encodings(void)
+{
+	static const struct {
+		const char *curve;
+		int nid;
+		unsigned type;
+	} curves[] = {
+		{ "P-256", NID_X9_62_prime256v1, KEY_TYPE_P256 },
+		{ "P-384", NID_secp384r1, KEY_TYPE_P384 },
+		{ "P-521", NID_secp521r1, KEY_TYPE_P521 },
+	};
+	enum { UNCOMPRESSED, COMPRESSED, HYBRID, INFINITY_POINT, X_IS_P, SHORT, LONG, BAD_FORM,
+		N_ENCODINGS };
+	static const char *const names[N_ENCODINGS] = { "uncompressed", "compressed", "hybrid",
+		"infinity", "x = p", "short", "long", "form 0x05" };
+
+	for (size_t c = 0; c < sizeof(curves) / sizeof(curves[0]); c++) {
+		EVP_PKEY *key = gen_ec(curves[c].curve);
+		BIGNUM *field = NULL;
+		unsigned char unc[1 + 2 * 66 + 1], pt[1 + 2 * 66 + 1], *der = NULL;
+		size_t unc_len = 0, flen, pt_len;
+		struct csr_info info;
+		char err[128];
+		int len;
+
+		CHECK(key != NULL && EVP_PKEY_get_octet_string_param(key,
+		    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, unc, sizeof(unc), &unc_len) == 1 &&
+		    unc[0] == 0x04 && EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_P, &field) == 1,
+		    "%s: key", curves[c].curve);
+		if (field == NULL) {
+			EVP_PKEY_free(key);
+			continue;
+		}
+		flen = (unc_len - 1) / 2;
+		for (int e = 0; e < N_ENCODINGS; e++) {
+			bool want_ok = e == UNCOMPRESSED || e == COMPRESSED || e == HYBRID;
+			bool y_odd = (unc[unc_len - 1] & 1) != 0;
+
+			memcpy(pt, unc, unc_len);
+			pt_len = unc_len;
+			switch (e) {
+			case COMPRESSED:
+				pt[0] = y_odd ? 0x03 : 0x02;
+				pt_len = 1 + flen;
+				break;
+			case HYBRID:
+				pt[0] = y_odd ? 0x07 : 0x06;
+				break;
+			case INFINITY_POINT:
+				pt[0] = 0x00;
+				pt_len = 1;
+				break;
+			case X_IS_P:
+				BN_bn2binpad(field, pt + 1, (int)flen);
+				break;
+			case SHORT:
+				pt_len--;
+				break;
+			case LONG:
+				pt[pt_len++] = 0;
+				break;
+			case BAD_FORM:
+				pt[0] = 0x05;
+				break;
+			}
+			len = make_csr_point(key, curves[c].nid, pt, pt_len, &der);
+			CHECK(len > 0, "%s %s: make_csr_point", curves[c].curve, names[e]);
+			if (len <= 0)
+				continue;
+			CHECK(csr_parse(der, (size_t)len, &info, err, sizeof(err)) == 0,
+			    "%s %s: parse %s", curves[c].curve, names[e], err);
+			if (want_ok)
+				CHECK(info.pkey != NULL && info.key_type == curves[c].type &&
+				    info.key_reject == NULL && info.signature_ok &&
+				    EVP_PKEY_eq(info.pkey, key) == 1,
+				    "%s %s: type %u reject %s sig %d", curves[c].curve, names[e],
+				    info.key_type, info.key_reject ? info.key_reject : "NULL",
+				    info.signature_ok);
+			else
+				CHECK(info.key_type == 0 && streq(info.key_reject, "ec_invalid_point") &&
+				    !info.signature_ok,
+				    "%s %s: type %u reject %s sig %d", curves[c].curve, names[e],
+				    info.key_type, info.key_reject ? info.key_reject : "NULL",
+				    info.signature_ok);
+			csr_info_free(&info);
+			OPENSSL_free(der);
+			der = NULL;
+		}
+		BN_free(field);
+		EVP_PKEY_free(key);
+	}
+}
+
 /* ---------- forms and corruption ---------- */
 
 static void
@@ -539,6 +671,7 @@ main(void)
 	test_keys(p256);
 	test_explicit_curve();
 	test_invalid_point(p256);
+	test_point_encodings();
 	test_forms(p256);
 	test_names(p256);
 	EVP_PKEY_free(p256);
