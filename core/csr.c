@@ -29,6 +29,12 @@
  * d2i_PUBKEY() in the default context, exactly as before. The signature is
  * then checked with that key in the default context. So the key of a parsed
  * request is info->pkey: X509_REQ_get0_pubkey(info->req) is NULL.
+ *
+ * Such an EC key whose point came in uncompressed or compressed form is
+ * not classified again (csr_ec_point_checked()): decoding it already made
+ * every check csr_key_ec() would (EVP_PKEY_public_check_quick() alone was
+ * 2.5% of bench_finalize's instructions), and its curve is the one it was
+ * made on. DER input is parsed where it lies, without a copy.
  */
 #include "csr.h"
 #include "log.h"
@@ -148,10 +154,13 @@ csr_find(const unsigned char *hay, size_t hlen, const char *needle)
 	return NULL;
 }
 
-/* Turns the input into DER in `der` (capacity CSR_MAX_INPUT). Returns its
- * length or -1 with err set. */
+/* Finds the DER in the input: *der points into it when it is DER already,
+ * else to *buf (newly allocated, the caller frees it; base64 decodes to
+ * fewer bytes than it takes) holding it decoded. Returns its length or -1
+ * with err set. */
 static long
-csr_to_der(const unsigned char *in, size_t len, unsigned char *der, char *err, size_t errlen)
+csr_to_der(const unsigned char *in, size_t len, const unsigned char **der, unsigned char **buf,
+    char *err, size_t errlen)
 {
 	const unsigned char *begin = NULL, *body = NULL, *end = NULL;
 	size_t skip = 0;
@@ -164,9 +173,14 @@ csr_to_der(const unsigned char *in, size_t len, unsigned char *der, char *err, s
 		return -1;
 	}
 	if (in[skip] == 0x30) { /* DER: a SEQUENCE */
-		memcpy(der, in + skip, len - skip);
+		*der = in + skip;
 		return (long)(len - skip);
 	}
+	if ((*buf = OPENSSL_malloc(len)) == NULL) {
+		csr_err(err, errlen, "out of memory");
+		return -1;
+	}
+	*der = *buf;
 	if (csr_find(in, len, "-----BEGIN") != NULL) {
 		/* PEM, possibly after explanatory text ("openssl req -text"). */
 		if ((begin = csr_find(in, len, csr_pem_begin)) != NULL)
@@ -182,9 +196,9 @@ csr_to_der(const unsigned char *in, size_t len, unsigned char *der, char *err, s
 			csr_err(err, errlen, "PEM CERTIFICATE REQUEST block is not terminated");
 			return -1;
 		}
-		n = csr_b64_decode(body, (size_t)(end - body), der);
+		n = csr_b64_decode(body, (size_t)(end - body), *buf);
 	} else
-		n = csr_b64_decode(in + skip, len - skip, der);
+		n = csr_b64_decode(in + skip, len - skip, *buf);
 	if (n <= 0) {
 		csr_err(err, errlen, "CSR is neither DER, PEM nor base64");
 		return -1;
@@ -556,8 +570,11 @@ csr_parse_ctx(void)
 }
 
 /* The curves csr_ec_pubkey() makes keys on, and a key holding only each
- * one's parameters, made once: copying those is a third of the cost of
- * setting a curve up by name for every request. */
+ * one's parameters, made once: a request's key starts as a duplicate of one
+ * (EVP_PKEY_dup(), a little cheaper than EVP_PKEY_copy_parameters() into a
+ * new key). Setting the curve up by name for every request costs far more:
+ * one EVP_PKEY_fromdata() with the group name and the point took 4 times
+ * the instructions of dup + set1_encoded_public_key (callgrind, P-256). */
 static const char *const csr_curves[] = {"P-256", "P-384", "P-521"};
 static EVP_PKEY *csr_curve_params[3];
 
@@ -598,8 +615,7 @@ csr_ec_pubkey(size_t curve, const unsigned char *point, int point_len)
 		log_ssl_warnx("csr_parse: the parameters of %s", csr_curves[curve]);
 		return NULL;
 	}
-	if ((pkey = EVP_PKEY_new()) == NULL ||
-	    EVP_PKEY_copy_parameters(pkey, csr_curve_params[curve]) != 1 ||
+	if ((pkey = EVP_PKEY_dup(csr_curve_params[curve])) == NULL ||
 	    EVP_PKEY_set1_encoded_public_key(pkey, point, (size_t)point_len) != 1) {
 		EVP_PKEY_free(pkey);
 		pkey = NULL;
@@ -607,12 +623,44 @@ csr_ec_pubkey(size_t curve, const unsigned char *point, int point_len)
 	return pkey;
 }
 
+/* The field size in bytes of csr_curves[curve]. */
+static const size_t csr_curve_field_len[] = {32, 48, 66};
+static const unsigned csr_curve_key_type[] = {KEY_TYPE_P256, KEY_TYPE_P384, KEY_TYPE_P521};
+
+/*
+ * Whether an EC key csr_ec_pubkey() made from point is already known to pass
+ * csr_key_ec(), so that its checks need not be run again: the key was made
+ * on a named allowed curve (so csr_key_ec()'s group and encoding queries
+ * can only answer that curve), and the point is in uncompressed (04 || x ||
+ * y) or compressed (02/03 || x) form of exactly the curve's length. For
+ * those forms EC_POINT_oct2point() has refused x or y >= p, and set the
+ * point through EC_POINT_set_affine_coordinates(), which refuses a point
+ * off the curve (compressed: y is computed from the curve equation, and a
+ * missing square root refused), and an affine point is never infinity:
+ * exactly what EVP_PKEY_public_check_quick() checks. Any other form that
+ * decoded (infinity, a single 00 byte; hybrid 06/07) takes the general
+ * checks. test_csr's test_point_encodings() pins the outcome for each form.
+ */
+static bool
+csr_ec_point_checked(size_t curve, const unsigned char *point, int point_len)
+{
+	size_t flen = csr_curve_field_len[curve];
+
+	if (point[0] == 0x04)
+		return (size_t)point_len == 1 + 2 * flen;
+	if (point[0] == 0x02 || point[0] == 0x03)
+		return (size_t)point_len == 1 + flen;
+	return false;
+}
+
 /* The request's public key as X509_REQ_get_pubkey() would give it in the
  * default library context: EC keys on the three allowed curves made
  * directly, every other key decoded from its SubjectPublicKeyInfo. Returns a
- * new key, or NULL when it does not decode. */
+ * new key, or NULL when it does not decode. *known_type is set to the key's
+ * type when csr_ec_point_checked() says the key needs no csr_key_classify(),
+ * else to 0. */
 static EVP_PKEY *
-csr_pubkey(X509_REQ *req)
+csr_pubkey(X509_REQ *req, unsigned *known_type)
 {
 	X509_PUBKEY *pub = X509_REQ_get_X509_PUBKEY(req);
 	ASN1_OBJECT *alg = NULL;
@@ -622,7 +670,9 @@ csr_pubkey(X509_REQ *req)
 	unsigned char *spki = NULL;
 	EVP_PKEY *pkey = NULL;
 	int ptype = V_ASN1_UNDEF, point_len = 0, spki_len;
+	int curve = -1;
 
+	*known_type = 0;
 	if (pub == NULL || X509_PUBKEY_get0_param(&alg, &point, &point_len, &algor, pub) != 1)
 		return NULL;
 	if (OBJ_obj2nid(alg) == NID_X9_62_id_ecPublicKey) {
@@ -630,13 +680,22 @@ csr_pubkey(X509_REQ *req)
 		if (ptype == V_ASN1_OBJECT) {
 			switch (OBJ_obj2nid(pval)) {
 			case NID_X9_62_prime256v1:
-				return csr_ec_pubkey(0, point, point_len);
+				curve = 0;
+				break;
 			case NID_secp384r1:
-				return csr_ec_pubkey(1, point, point_len);
+				curve = 1;
+				break;
 			case NID_secp521r1:
-				return csr_ec_pubkey(2, point, point_len);
+				curve = 2;
+				break;
 			}
 		}
+	}
+	if (curve >= 0) {
+		pkey = csr_ec_pubkey((size_t)curve, point, point_len);
+		if (pkey != NULL && csr_ec_point_checked((size_t)curve, point, point_len))
+			*known_type = csr_curve_key_type[curve];
+		return pkey;
 	}
 	/* Anything else, rare and mostly refused later: the general path. */
 	if ((spki_len = i2d_X509_PUBKEY(pub, &spki)) <= 0)
@@ -663,9 +722,10 @@ csr_info_init(struct csr_info *info)
 int
 csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t errlen)
 {
-	unsigned char *der = NULL;
-	const unsigned char *p = NULL;
+	unsigned char *buf = NULL;
+	const unsigned char *der = NULL, *p = NULL;
 	OSSL_LIB_CTX *parse_ctx = NULL;
+	unsigned known_type = 0;
 	long der_len;
 	int rc = -1;
 
@@ -679,11 +739,7 @@ csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t
 		csr_err(err, errlen, "CSR larger than 64 KiB");
 		return -1;
 	}
-	if ((der = OPENSSL_malloc(CSR_MAX_INPUT)) == NULL) {
-		csr_err(err, errlen, "out of memory");
-		return -1;
-	}
-	if ((der_len = csr_to_der(data, len, der, err, errlen)) < 0)
+	if ((der_len = csr_to_der(data, len, &der, &buf, err, errlen)) < 0)
 		goto out;
 	parse_ctx = csr_parse_ctx();
 	p = der;
@@ -697,7 +753,7 @@ csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t
 		csr_err(err, errlen, "trailing bytes after the PKCS#10 request");
 		goto out;
 	}
-	info->pkey = csr_pubkey(info->req);
+	info->pkey = csr_pubkey(info->req, &known_type);
 	if (info->pkey == NULL) {
 		/* Parsed as PKCS#10, but the key does not decode (e.g. an EC
 		 * point off the curve): a request with a refused key. */
@@ -706,14 +762,18 @@ csr_parse(const void *data, size_t len, struct csr_info *info, char *err, size_t
 	} else {
 		/* the default context: the request's own cannot verify */
 		info->signature_ok = X509_REQ_verify_ex(info->req, info->pkey, NULL, NULL) == 1;
-		info->key_type = csr_key_classify(info->pkey, &info->key_reject);
+		if (known_type != 0) {
+			info->key_type = known_type;
+			info->key_reject = NULL;
+		} else
+			info->key_type = csr_key_classify(info->pkey, &info->key_reject);
 	}
 	csr_collect_names(info);
 	rc = 0;
 out:
 	if (rc == -1)
 		csr_info_free(info);
-	OPENSSL_free(der);
+	OPENSSL_free(buf);
 	ERR_clear_error();
 	return rc;
 }
