@@ -42,6 +42,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (info.name_error != NULL &&
 		    memchr(info.name_error_value, '\0', sizeof(info.name_error_value)) == NULL)
 			abort();
+		/* csr_parse() skips csr_key_classify() for EC points whose
+		 * decoding already checked them: the general checks must agree
+		 * with the verdict it gave, for every key it made. */
+		if (info.pkey != NULL) {
+			const char *reject = NULL;
+			unsigned type = csr_key_classify(info.pkey, &reject);
+
+			if (type != info.key_type || (reject == NULL) != (info.key_reject == NULL) ||
+			    (reject != NULL && strcmp(reject, info.key_reject) != 0))
+				abort();
+		}
 		csr_info_free(&info);
 	} else if (err[0] == '\0') {
 		abort(); /* a failure always says why */
