@@ -1250,8 +1250,8 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 	struct acme_request *r = NULL;
 	const char *p = req->path + strlen("/acme/");
 	const char *slash = NULL;
-	char name[65], *rest = NULL;
-	size_t name_len;
+	char name[65], rest_buf[ACME_URL_MAX], *rest = NULL;
+	size_t name_len, rest_len;
 	bool have_endpoint = false;
 	int found;
 
@@ -1297,7 +1297,13 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 	    (int)sizeof(r->ep.name) - 1, r->ep.name);
 	snprintf(r->url, sizeof(r->url), "%s%s%s%s", req->base_url, req->path,
 	    req->query != NULL ? "?" : "", req->query != NULL ? req->query : "");
-	rest = strdup(slash + 1);
+	/* acme_route() splits it in place; URLs that fit (all of ours)
+	 * are split on the stack, no strdup() per request */
+	rest_len = strlen(slash + 1);
+	if (rest_len < sizeof(rest_buf))
+		rest = memcpy(rest_buf, slash + 1, rest_len + 1);
+	else
+		rest = strdup(slash + 1);
 	if (rest == NULL) {
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
@@ -1305,7 +1311,8 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 	acme_route(r, rest);
 out:
 	acme_finish(r, have_endpoint);
-	free(rest);
+	if (rest != rest_buf)
+		free(rest);
 	acme_jws_free(&r->jws);
 	EVP_PKEY_free(r->key);
 	acme_jws_verifier_free(r->verifier);
