@@ -56,7 +56,9 @@ struct http_request {
 
 struct http_response {
 	int status;
-	struct http_header headers[HTTP_RESPONSE_MAX_HEADERS]; /* owned */
+	/* owned: name and value share one block, freed through name
+	 * (http_response_header()) */
+	struct http_header headers[HTTP_RESPONSE_MAX_HEADERS];
 	size_t n_headers;
 	unsigned char *body; /* owned, malloc'd, may be NULL */
 	size_t body_len;

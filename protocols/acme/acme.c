@@ -1241,25 +1241,29 @@ acme_finish(struct acme_request *r, bool have_endpoint)
 	}
 }
 
+/* acme_handle()'s request, one per thread (see there). */
+static _Thread_local struct acme_request acme_request_slot;
+
 void
 acme_handle(const struct http_request *req, struct door_context *ctx, struct http_response *resp)
 {
 	struct acme_request *r = NULL;
 	const char *p = req->path + strlen("/acme/");
 	const char *slash = NULL;
-	char name[65], *rest = NULL;
-	size_t name_len;
+	char name[65], rest_buf[ACME_URL_MAX], *rest = NULL;
+	size_t name_len, rest_len;
 	bool have_endpoint = false;
 	int found;
 
-	/* large (the endpoint's profiles): keep it off the worker's stack.
-	 * Zeroed but for the endpoint's profile slots, which
+	/* Large (the endpoint's profiles): kept off the worker's stack, in
+	 * the calling thread's own slot, which no other request uses while
+	 * this one runs (a handler finishes before its thread takes the next
+	 * one, and acme_handle() is never re-entered). A malloc() of it per
+	 * request made glibc consolidate every fastbin each time (a request
+	 * of 1 KiB or more does; its free did again, merged into the top
+	 * chunk). Zeroed but for the endpoint's profile slots, which
 	 * acme_endpoint_get() fills as far as they are used. */
-	r = malloc(sizeof(*r));
-	if (r == NULL) {
-		http_response_problem(resp, 500, ACME_PROBLEM_SERVER_INTERNAL, NULL, "out of memory");
-		return;
-	}
+	r = &acme_request_slot;
 	memset(r, 0, offsetof(struct acme_request, ep.profiles));
 	r->req = req;
 	r->door = ctx;
@@ -1286,10 +1290,20 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 		goto out;
 	}
 	have_endpoint = true;
-	snprintf(r->prefix, sizeof(r->prefix), "%s/acme/%s", req->base_url, r->ep.name);
+	/* ep.name is NUL-terminated within its array; the bound tells GCC,
+	 * which sees r inside acme_request_slot and would otherwise assume
+	 * the name may run on through the rest of it (-Wformat-truncation). */
+	snprintf(r->prefix, sizeof(r->prefix), "%s/acme/%.*s", req->base_url,
+	    (int)sizeof(r->ep.name) - 1, r->ep.name);
 	snprintf(r->url, sizeof(r->url), "%s%s%s%s", req->base_url, req->path,
 	    req->query != NULL ? "?" : "", req->query != NULL ? req->query : "");
-	rest = strdup(slash + 1);
+	/* acme_route() splits it in place; URLs that fit (all of ours)
+	 * are split on the stack, no strdup() per request */
+	rest_len = strlen(slash + 1);
+	if (rest_len < sizeof(rest_buf))
+		rest = memcpy(rest_buf, slash + 1, rest_len + 1);
+	else
+		rest = strdup(slash + 1);
 	if (rest == NULL) {
 		acme_problem(r, 500, ACME_PROBLEM_SERVER_INTERNAL, "out of memory");
 		goto out;
@@ -1297,11 +1311,11 @@ acme_handle(const struct http_request *req, struct door_context *ctx, struct htt
 	acme_route(r, rest);
 out:
 	acme_finish(r, have_endpoint);
-	free(rest);
+	if (rest != rest_buf)
+		free(rest);
 	acme_jws_free(&r->jws);
 	EVP_PKEY_free(r->key);
 	acme_jws_verifier_free(r->verifier);
 	json_decref(r->account);
 	json_decref(r->object);
-	free(r);
 }
