@@ -1662,9 +1662,13 @@ acme_jws_table_main(void *arg)
 	struct ecverify_p256 *fast = ecverify_p256_new(v->key);
 
 	if (fast != NULL) {
-		atomic_fetch_add(&acme_jws_tables, 1);
+		int tables = atomic_fetch_add(&acme_jws_tables, 1) + 1;
+
 		atomic_store(&v->fast, fast);
-	}
+		log_info("acme: ES256 account key verified %d signatures: its verification "
+			 "table is built (%d in this process)", ACME_JWS_TABLE_AFTER, tables);
+	} else
+		log_warnx("acme: no verification table for an ES256 account key (ecverify_p256_new)");
 	atomic_store(&acme_jws_table_building, false);
 	acme_jws_verifier_free(v);
 	return NULL;
