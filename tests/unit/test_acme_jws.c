@@ -11,6 +11,7 @@
  *
  * Prints "N passed, N failed"; exits non-zero on any failure.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1693,6 +1694,75 @@ t_fast_same(const char *what, struct acme_jws_verifier *v, EVP_PKEY *key,
 	ERR_clear_error();
 }
 
+/* Several threads verifying with one verifier while its table is built
+ * and published: every good signature passes, every flipped one fails. */
+struct t_fast_thread {
+	struct acme_jws_verifier *v;
+	int id, wrong;
+};
+
+static void *
+t_fast_thread_main(void *arg)
+{
+	struct t_fast_thread *job = arg;
+	unsigned char raw[64];
+	char msg[64];
+
+	for (int n = 0; n < 60; n++) {
+		struct acme_jws jws;
+		const char *problem = NULL;
+		char detail[256];
+
+		snprintf(msg, sizeof(msg), "fast.thread-%d-%d", job->id, n);
+		if (!t_sign_raw(k_p256, "SHA256", 32, msg, raw)) {
+			job->wrong++;
+			continue;
+		}
+		memset(&jws, 0, sizeof(jws));
+		jws.alg = ACME_JWS_ALG_ES256;
+		jws.signing_input = msg;
+		jws.signing_input_len = strlen(msg);
+		jws.signature = raw;
+		jws.signature_len = 64;
+		if (acme_jws_verify_with(&jws, job->v, &problem, detail, sizeof(detail)) != 0)
+			job->wrong++;
+		raw[n % 64] ^= 0x04;
+		if (acme_jws_verify_with(&jws, job->v, &problem, detail, sizeof(detail)) == 0)
+			job->wrong++;
+		ERR_clear_error();
+	}
+	return NULL;
+}
+
+static void
+t_fast_threads(void)
+{
+	struct acme_jws_verifier *v = acme_jws_verifier_new(k_p256);
+	struct t_fast_thread jobs[4];
+	pthread_t threads[4];
+	int i, waited;
+
+	CHECK(v != NULL, "fast threads: verifier");
+	if (v == NULL)
+		return;
+	for (i = 0; i < 4; i++) {
+		jobs[i].v = v;
+		jobs[i].id = i;
+		jobs[i].wrong = 0;
+		CHECK(pthread_create(&threads[i], NULL, t_fast_thread_main, &jobs[i]) == 0,
+		    "fast threads: pthread_create");
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		CHECK(jobs[i].wrong == 0, "fast threads: thread %d judged %d wrongly", i,
+		    jobs[i].wrong);
+	}
+	for (waited = 0; waited < 200 && !acme_jws_verifier_fast(v); waited++)
+		usleep(50 * 1000);
+	CHECK(acme_jws_verifier_fast(v), "fast threads: table built");
+	acme_jws_verifier_free(v);
+}
+
 /* An ES256 verifier gets its table after 64 good verifications (built
  * aside: waited for here), not before, and then answers exactly as
  * acme_jws_verify() for good, flipped, short, wrong-alg and wrong-key
@@ -1776,6 +1846,7 @@ main(void)
 	t_run_table();
 	t_ecdsa_encodings();
 	t_fast_tables();
+	t_fast_threads();
 	t_bounds();
 	t_inner();
 	t_jwk_tests();
