@@ -40,7 +40,7 @@
  *
  * Thread safety: after ca_open() the struct ca is read-only apart from the
  * signer's slot pool, which has its own lock, and the copying of the
- * verification template (verify_lock).
+ * verification template (verify_lock); the verify_fast table is read-only.
  */
 #include "types.h"
 
@@ -79,10 +79,12 @@ static const unsigned ca_ku_key_agreement = KEY_USAGE_KEY_AGREEMENT;
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "ecverify.h"
 #include "log.h"
 #include "names.h"
 #include "signer.h"
@@ -133,6 +135,11 @@ struct ca {
 	 * under verify_lock, held for the copy only. */
 	EVP_MD_CTX *verify_template;
 	pthread_mutex_t verify_lock;
+	/* A P-256 issuing key signing with SHA-256 (the default) has a table
+	 * for its public key (core/ecverify.h: built once here, ~25 ms of CPU
+	 * and ~150 KB), which makes the check of each answer 37 us instead
+	 * of 96. NULL for other keys, which keep verify_template only. */
+	struct ecverify_p256 *verify_fast;
 };
 
 /* ---------- small helpers ---------- */
@@ -1025,6 +1032,33 @@ ca_signature_well_formed(const struct ca *ca, const unsigned char *sig, size_t l
 	return ok;
 }
 
+/* The signature sig (DER ECDSA-Sig-Value) of tbs checked with the issuing
+ * key's table: 1 valid, 0 invalid, -1 cannot tell here (no table, or an
+ * error): then EVP_DigestVerify() decides. */
+static int
+ca_verify_fast(const struct ca *ca, const unsigned char *sig, size_t sig_len,
+    const unsigned char *tbs, size_t tbs_len)
+{
+	unsigned char digest[SHA256_DIGEST_LENGTH], r[32], s[32];
+	const unsigned char *p = sig;
+	const BIGNUM *br = NULL, *bs = NULL;
+	ECDSA_SIG *es = NULL;
+	int rc = -1;
+
+	if (ca->verify_fast == NULL)
+		return -1;
+	if ((es = d2i_ECDSA_SIG(NULL, &p, (long)sig_len)) != NULL && p == sig + sig_len) {
+		ECDSA_SIG_get0(es, &br, &bs);
+		if (BN_bn2binpad(br, r, 32) == 32 && BN_bn2binpad(bs, s, 32) == 32 &&
+		    SHA256(tbs, tbs_len, digest) != NULL)
+			rc = ecverify_p256_verify(ca->verify_fast, digest, r, s);
+	}
+	ECDSA_SIG_free(es);
+	if (rc == -1)
+		ERR_clear_error();
+	return rc;
+}
+
 /* Checks the signer's answer against what was sent: the same to-be-signed
  * elements in the same order, except the one at sigalg_index (the
  * signature algorithm: 2 in a certificate, 1 in a v2 CRL), which must be
@@ -1091,7 +1125,7 @@ ca_check_signed(struct ca *ca, const char *what, const unsigned char *sent,
 	{
 		const unsigned char *q = g_sig, *val = NULL, *t = NULL;
 		size_t tl = 0;
-		int copied = 0;
+		int copied = 0, fast;
 
 		if (ca_der_next(&q, g_sig + g_sig_len, &t, &tl, &val) == -1 || val >= g_sig + g_sig_len ||
 		    val[0] != 0 ||
@@ -1099,12 +1133,18 @@ ca_check_signed(struct ca *ca, const char *what, const unsigned char *sent,
 			why = "malformed signature";
 			goto out;
 		}
-		if ((mctx = EVP_MD_CTX_new()) != NULL) {
+		fast = ca_verify_fast(ca, val + 1, (size_t)(g_sig + g_sig_len - val - 1), g_tbs,
+		    g_tbs_len);
+		if (fast == 0) {
+			why = "signature does not verify with the issuing CA's key";
+			goto out;
+		}
+		if (fast == -1 && (mctx = EVP_MD_CTX_new()) != NULL) {
 			pthread_mutex_lock(&ca->verify_lock);
 			copied = EVP_MD_CTX_copy_ex(mctx, ca->verify_template);
 			pthread_mutex_unlock(&ca->verify_lock);
 		}
-		if ((copied != 1 ||
+		if (fast == -1 && (copied != 1 ||
 		    EVP_DigestVerify(mctx, val + 1, (size_t)(g_sig + g_sig_len - val - 1), g_tbs,
 		    g_tbs_len) != 1)) {
 			why = "signature does not verify with the issuing CA's key";
@@ -1734,6 +1774,9 @@ ca_open(const struct enrolld_config *cfg, struct ca **out)
 		log_ssl_warnx("ca: %s: a verification context for its key", ca->issuing_path);
 		goto out;
 	}
+	if (ca->sig_nid == NID_ecdsa_with_SHA256)
+		/* NULL (not P-256, or it failed): verify_template alone */
+		ca->verify_fast = ecverify_p256_new(X509_get0_pubkey(ca->issuing));
 	if ((ca->root_pem = ca_x509_pem(ca->root)) == NULL ||
 	    (ca->issuing_pem = ca_x509_pem(ca->issuing)) == NULL ||
 	    (ca->chain_pem = ca_concat(ca->issuing_pem, ca->root == ca->issuing ? "" : ca->root_pem)) ==
@@ -1779,6 +1822,7 @@ ca_close(struct ca *ca)
 	EVP_MD_free(ca->sha1);
 	BN_free(ca->sig_order);
 	EVP_MD_CTX_free(ca->verify_template);
+	ecverify_p256_free(ca->verify_fast);
 	pthread_mutex_destroy(&ca->verify_lock);
 	free(ca);
 }

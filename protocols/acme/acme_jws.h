@@ -153,6 +153,11 @@ int acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **prob
  * checks then fail as acme_jws_verify()'s do).
  * acme_jws_verifier_key(): its key (borrowed).
  * acme_jws_verify_with(): exactly acme_jws_verify() with the verifier's key.
+ * An ES256 (P-256) key that has verified 64 signatures gets a table for its
+ * public key (core/ecverify.h), built on a thread of its own (~25 ms of
+ * CPU, ~150 KB; one build at a time, at most 32 tables in the process),
+ * after which its signatures are checked with it (37 us instead of ~96).
+ * acme_jws_verifier_fast(): whether that table is in use (for tests).
  */
 struct acme_jws_verifier;
 
@@ -160,6 +165,7 @@ struct acme_jws_verifier *acme_jws_verifier_new(EVP_PKEY *key);
 int acme_jws_verifier_up_ref(struct acme_jws_verifier *v);
 void acme_jws_verifier_free(struct acme_jws_verifier *v);
 EVP_PKEY *acme_jws_verifier_key(const struct acme_jws_verifier *v);
+bool acme_jws_verifier_fast(const struct acme_jws_verifier *v);
 int acme_jws_verify_with(const struct acme_jws *jws, struct acme_jws_verifier *v,
     const char **problem, char *detail, size_t detail_len) __attribute__((warn_unused_result));
 

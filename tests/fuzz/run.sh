@@ -33,7 +33,8 @@ cc=${FUZZ_CC:-clang}
 declare -A targets=(
 	[fuzz_names]="600|core/names.c"
 	[fuzz_csr]="65536|core/csr.c core/names.c core/log.c -lcrypto"
-	[fuzz_acme_jws]="65600|protocols/acme/acme_jws.c core/log.c -lcrypto -ljansson"
+	[fuzz_acme_jws]="65600|protocols/acme/acme_jws.c core/ecverify.c core/log.c -lcrypto -ljansson"
+	[fuzz_ecverify]="97|core/ecverify.c -lcrypto"
 )
 
 if ! command -v "$cc" >/dev/null 2>&1; then

@@ -29,6 +29,10 @@ python3-cryptography): JWS (ES256 / RS256, jwk or kid), EAB (HS256), CSRs.
     Retry-After) until an administrator approves through the admin API, then
     it is 'valid' and the certificate downloads;
   * key rollover; account deactivation;
+  * an ES256 account past 64 verified requests (its key now checked with
+    a precomputed table, core/ecverify.c) still refuses forged, flipped and
+    other keys' signatures writing nothing, accepts the high-s twin, issues,
+    and no longer trusts its old key after a key change;
   * RFC 9773 "replaces" (certIDs computed here from the certificate): the
     account's own certificate once (the order shows it back), a second
     replacement while the first is live or valid -> alreadyReplaced 409, an
@@ -1079,6 +1083,67 @@ class AcmeRefusalTest(AcmeBase):
         self.assertProblem(r, 400, "malformed")
         r = self.c.post_raw(url, b"x" * (70 * 1024))
         self.assertProblem(r, 400, "malformed")
+
+
+class AcmeBusyAccountTest(AcmeBase):
+    """An ES256 account that has made 64 verified requests gets a table for
+    its key (core/ecverify.c, built aside); after that it still verifies
+    exactly as before: its own signatures (and their high-s twins, valid
+    ECDSA) pass, forged, bit-flipped and other keys' do not and write
+    nothing, and after a key change the old key no longer signs."""
+
+    TABLE_LOG = "its verification table is built"
+
+    def test_table_after_64_requests(self):
+        c = self.client()
+        o, _, _ = self.issue(c, ["busy." + self.domain])
+        order_url = o["finalize"].rsplit("/", 1)[0]
+        for _ in range(70):
+            r = c.get(order_url)
+            self.assertEqual(r.status, 200, r)
+        for _ in range(100):
+            if self.TABLE_LOG in self.d.log:
+                break
+            time.sleep(0.05)
+        self.assertIn(self.TABLE_LOG, self.d.log)
+        before = counts(self.d)
+        url = c.directory()["newOrder"]
+        payload = {"identifiers": [{"type": "dns", "value": "busy2." + self.domain}]}
+        # another key's signature, a flipped bit, a signature over other bytes
+        body = json.loads(c.jws(url, payload))
+        body["signature"] = b64u(Key("ec").sign(
+            ("%s.%s" % (body["protected"], body["payload"])).encode()))
+        self.assertProblem(c.post_raw(url, json.dumps(body).encode()), 400, "malformed")
+        for i in (0, 31, 32, 63):
+            body = json.loads(c.jws(url, payload))
+            sig = bytearray(b64u_dec(body["signature"]))
+            sig[i] ^= 0x01
+            body["signature"] = b64u(bytes(sig))
+            self.assertProblem(c.post_raw(url, json.dumps(body).encode()), 400, "malformed")
+        body = json.loads(c.jws(url, payload))
+        body["signature"] = b64u(c.key.sign(b"something else"))
+        self.assertProblem(c.post_raw(url, json.dumps(body).encode()), 400, "malformed")
+        self.assertNothingStored(before)
+        # the high-s twin of a good signature is valid ECDSA: accepted
+        n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+        body = json.loads(c.jws(order_url, None))
+        sig = b64u_dec(body["signature"])
+        s = int.from_bytes(sig[32:], "big")
+        body["signature"] = b64u(sig[:32] + (n - s).to_bytes(32, "big"))
+        r = c.post_raw(order_url, json.dumps(body).encode())
+        self.assertEqual(r.status, 200, r)
+        # a complete issuance with the table
+        self.issue(c, ["busy3." + self.domain])
+        # key change: the old key (the one with the table) signs no more
+        old, new = c.key, Key("ec")
+        kc = c.directory()["keyChange"]
+        r = c.post(kc, key_change_inner(kc, c.kid, old, new))
+        self.assertEqual(r.status, 200, r)
+        before = counts(self.d)
+        self.assertProblem(c.new_order(["busy4." + self.domain]), 400, "malformed")
+        self.assertNothingStored(before)
+        c.key = new
+        self.assertEqual(c.new_order(["busy4." + self.domain]).status, 201)
 
 
 class AcmeDerivedAuthzTest(AcmeBase):

@@ -11,11 +11,13 @@
  *
  * Prints "N passed, N failed"; exits non-zero on any failure.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bn.h>
@@ -1643,6 +1645,196 @@ t_ecdsa_encodings(void)
 	}
 }
 
+/* ---- ES256 tables (core/ecverify.h) ------------------------------------ */
+
+/* A raw (R || S) ES256/ES384 signature of msg by key into raw. */
+static bool
+t_sign_raw(EVP_PKEY *key, const char *digest, size_t cl, const char *msg, unsigned char *raw)
+{
+	unsigned char der[160];
+	const unsigned char *p = der;
+	size_t der_len = sizeof(der);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	ECDSA_SIG *es = NULL;
+	bool ok = md != NULL &&
+	    EVP_DigestSignInit_ex(md, NULL, digest, NULL, NULL, key, NULL) == 1 &&
+	    EVP_DigestSign(md, der, &der_len, (const unsigned char *)msg, strlen(msg)) == 1 &&
+	    (es = d2i_ECDSA_SIG(NULL, &p, (long)der_len)) != NULL &&
+	    BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, (int)cl) == (int)cl &&
+	    BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + cl, (int)cl) == (int)cl;
+
+	EVP_MD_CTX_free(md);
+	ECDSA_SIG_free(es);
+	return ok;
+}
+
+/* Verifies msg/raw with v and with acme_jws_verify(); both must give
+ * want_rc and the same problem and detail. */
+static void
+t_fast_same(const char *what, struct acme_jws_verifier *v, EVP_PKEY *key,
+    enum acme_jws_alg alg, const char *msg, unsigned char *raw, size_t raw_len, int want_rc)
+{
+	struct acme_jws jws;
+	const char *p1 = NULL, *p2 = NULL;
+	char d1[256] = "", d2[256] = "";
+	int rc1, rc2;
+
+	memset(&jws, 0, sizeof(jws));
+	jws.alg = alg;
+	jws.signing_input = (char *)msg;
+	jws.signing_input_len = strlen(msg);
+	jws.signature = raw;
+	jws.signature_len = raw_len;
+	rc1 = acme_jws_verify_with(&jws, v, &p1, d1, sizeof(d1));
+	rc2 = acme_jws_verify(&jws, key, &p2, d2, sizeof(d2));
+	CHECK(rc1 == want_rc && rc2 == want_rc && t_streq(p1, p2) && strcmp(d1, d2) == 0,
+	    "%s: verifier rc %d %s (%s), acme_jws_verify rc %d %s (%s), want %d", what, rc1,
+	    t_str(p1), d1, rc2, t_str(p2), d2, want_rc);
+	CHECK(ERR_peek_error() == 0, "%s: OpenSSL errors left", what);
+	ERR_clear_error();
+}
+
+/* Several threads verifying with one verifier while its table is built
+ * and published: every good signature passes, every flipped one fails. */
+struct t_fast_thread {
+	struct acme_jws_verifier *v;
+	int id, wrong;
+};
+
+static void *
+t_fast_thread_main(void *arg)
+{
+	struct t_fast_thread *job = arg;
+	unsigned char raw[64];
+	char msg[64];
+
+	for (int n = 0; n < 60; n++) {
+		struct acme_jws jws;
+		const char *problem = NULL;
+		char detail[256];
+
+		snprintf(msg, sizeof(msg), "fast.thread-%d-%d", job->id, n);
+		if (!t_sign_raw(k_p256, "SHA256", 32, msg, raw)) {
+			job->wrong++;
+			continue;
+		}
+		memset(&jws, 0, sizeof(jws));
+		jws.alg = ACME_JWS_ALG_ES256;
+		jws.signing_input = msg;
+		jws.signing_input_len = strlen(msg);
+		jws.signature = raw;
+		jws.signature_len = 64;
+		if (acme_jws_verify_with(&jws, job->v, &problem, detail, sizeof(detail)) != 0)
+			job->wrong++;
+		raw[n % 64] ^= 0x04;
+		if (acme_jws_verify_with(&jws, job->v, &problem, detail, sizeof(detail)) == 0)
+			job->wrong++;
+		ERR_clear_error();
+	}
+	return NULL;
+}
+
+static void
+t_fast_threads(void)
+{
+	struct acme_jws_verifier *v = acme_jws_verifier_new(k_p256);
+	struct t_fast_thread jobs[4];
+	pthread_t threads[4];
+	int i, waited;
+
+	CHECK(v != NULL, "fast threads: verifier");
+	if (v == NULL)
+		return;
+	for (i = 0; i < 4; i++) {
+		jobs[i].v = v;
+		jobs[i].id = i;
+		jobs[i].wrong = 0;
+		CHECK(pthread_create(&threads[i], NULL, t_fast_thread_main, &jobs[i]) == 0,
+		    "fast threads: pthread_create");
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		CHECK(jobs[i].wrong == 0, "fast threads: thread %d judged %d wrongly", i,
+		    jobs[i].wrong);
+	}
+	for (waited = 0; waited < 200 && !acme_jws_verifier_fast(v); waited++)
+		usleep(50 * 1000);
+	CHECK(acme_jws_verifier_fast(v), "fast threads: table built");
+	acme_jws_verifier_free(v);
+}
+
+/* An ES256 verifier gets its table after 64 good verifications (built
+ * aside: waited for here), not before, and then answers exactly as
+ * acme_jws_verify() for good, flipped, short, wrong-alg and wrong-key
+ * signatures; a P-384 verifier never gets one. */
+static void
+t_fast_tables(void)
+{
+	struct acme_jws_verifier *v = acme_jws_verifier_new(k_p256);
+	struct acme_jws_verifier *v384 = acme_jws_verifier_new(k_p384);
+	unsigned char raw[132];
+	char msg[64];
+	int n, waited;
+
+	CHECK(v != NULL && v384 != NULL, "fast: verifiers");
+	if (v == NULL || v384 == NULL)
+		goto out;
+	for (n = 0; n < 63; n++) {
+		snprintf(msg, sizeof(msg), "fast.before-%d", n);
+		if (!t_sign_raw(k_p256, "SHA256", 32, msg, raw)) {
+			CHECK(0, "fast: signing");
+			goto out;
+		}
+		t_fast_same("fast: before", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, 0);
+		/* bad ones do not count */
+		raw[5] ^= 1;
+		t_fast_same("fast: before, flipped", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, -1);
+	}
+	usleep(100 * 1000);
+	CHECK(!acme_jws_verifier_fast(v), "fast: no table after 63 good verifications");
+	snprintf(msg, sizeof(msg), "fast.64th");
+	CHECK(t_sign_raw(k_p256, "SHA256", 32, msg, raw), "fast: signing");
+	t_fast_same("fast: 64th", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, 0);
+	for (waited = 0; waited < 200 && !acme_jws_verifier_fast(v); waited++)
+		usleep(50 * 1000);
+	CHECK(acme_jws_verifier_fast(v), "fast: table built after 64 good verifications");
+	for (n = 0; n < 300; n++) {
+		snprintf(msg, sizeof(msg), "fast.after-%d", n);
+		if (!t_sign_raw(k_p256, "SHA256", 32, msg, raw)) {
+			CHECK(0, "fast: signing");
+			goto out;
+		}
+		t_fast_same("fast: good", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, 0);
+		t_fast_same("fast: short", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 63, -1);
+		t_fast_same("fast: as ES384", v, k_p256, ACME_JWS_ALG_ES384, msg, raw, 64, -1);
+		t_fast_same("fast: P-384 key", v384, k_p384, ACME_JWS_ALG_ES256, msg, raw, 64, -1);
+		raw[n % 64] ^= (unsigned char)(1u << (n % 8));
+		t_fast_same("fast: flipped", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, -1);
+		raw[n % 64] ^= (unsigned char)(1u << (n % 8));
+		msg[0] ^= 1;
+		t_fast_same("fast: other message", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, -1);
+		msg[0] ^= 1;
+		if (!t_sign_raw(k_p256b, "SHA256", 32, msg, raw)) {
+			CHECK(0, "fast: signing with the other P-256 key");
+			goto out;
+		}
+		t_fast_same("fast: other P-256 key", v, k_p256, ACME_JWS_ALG_ES256, msg, raw, 64, -1);
+	}
+	for (n = 0; n < 100; n++) {
+		snprintf(msg, sizeof(msg), "fast.p384-%d", n);
+		if (!t_sign_raw(k_p384, "SHA384", 48, msg, raw)) {
+			CHECK(0, "fast: signing P-384");
+			goto out;
+		}
+		t_fast_same("fast: P-384", v384, k_p384, ACME_JWS_ALG_ES384, msg, raw, 96, 0);
+	}
+	usleep(100 * 1000);
+	CHECK(!acme_jws_verifier_fast(v384), "fast: no table for P-384");
+out:
+	acme_jws_verifier_free(v);
+	acme_jws_verifier_free(v384);
+}
+
 int
 main(void)
 {
@@ -1653,6 +1845,8 @@ main(void)
 	t_write_seeds();
 	t_run_table();
 	t_ecdsa_encodings();
+	t_fast_tables();
+	t_fast_threads();
 	t_bounds();
 	t_inner();
 	t_jwk_tests();
