@@ -1039,20 +1039,29 @@ static int
 ca_verify_fast(const struct ca *ca, const unsigned char *sig, size_t sig_len,
     const unsigned char *tbs, size_t tbs_len)
 {
-	unsigned char digest[SHA256_DIGEST_LENGTH], r[32], s[32];
+	unsigned char digest[SHA256_DIGEST_LENGTH], r[32], s[32], *der = NULL;
 	const unsigned char *p = sig;
 	const BIGNUM *br = NULL, *bs = NULL;
 	ECDSA_SIG *es = NULL;
-	int rc = -1;
+	int rc = -1, der_len;
 
 	if (ca->verify_fast == NULL)
 		return -1;
 	if ((es = d2i_ECDSA_SIG(NULL, &p, (long)sig_len)) != NULL && p == sig + sig_len) {
-		ECDSA_SIG_get0(es, &br, &bs);
-		if (BN_bn2binpad(br, r, 32) == 32 && BN_bn2binpad(bs, s, 32) == 32 &&
-		    SHA256(tbs, tbs_len, digest) != NULL)
-			rc = ecverify_p256_verify(ca->verify_fast, digest, r, s);
+		/* DER only, as OpenSSL's own ECDSA verification insists: the
+		 * value must be exactly its re-encoding (EVP_DigestVerify()
+		 * refuses any other as invalid; so does this check) */
+		der_len = i2d_ECDSA_SIG(es, &der);
+		if (der_len > 0 && ((size_t)der_len != sig_len || memcmp(der, sig, sig_len) != 0))
+			rc = 0;
+		else if (der_len > 0) {
+			ECDSA_SIG_get0(es, &br, &bs);
+			if (BN_bn2binpad(br, r, 32) == 32 && BN_bn2binpad(bs, s, 32) == 32 &&
+			    SHA256(tbs, tbs_len, digest) != NULL)
+				rc = ecverify_p256_verify(ca->verify_fast, digest, r, s);
+		}
 	}
+	OPENSSL_free(der);
 	ECDSA_SIG_free(es);
 	if (rc == -1)
 		ERR_clear_error();
