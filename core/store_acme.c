@@ -1368,7 +1368,8 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
  * status, identifiers, profile, term, not_after, expires), $16 its
  * authorizations (not when derived). The nonce INSERT fails the whole
  * statement when the nonce was used (SA_AUTH_WITH): nothing written. a is
- * the account (or a row of NULLs) with the current generation; the order
+ * the account (or a row of NULLs) with the current generation (the one row
+ * of policy_generation, joined ON true: see FACTS_GENERATION_SQL); the order
  * is inserted only when a says the decision still holds: valid, the held
  * key, the same organization and department, the same generation. The row
  * has the auth statement's columns (SA_COL_*: account, NULL object,
@@ -1382,7 +1383,7 @@ store_acme_order_create(struct db *db, const struct store_acme_order_new *in, in
 	" CASE WHEN a.key_thumbprint = $5::text THEN NULL ELSE a.jwk::text END AS jwk,"          \
 	" g.generation FROM (VALUES (1)) AS one LEFT JOIN acme_accounts a"                         \
 	" ON a.id = $4::bigint AND a.endpoint_id = $3::bigint"                                     \
-	" LEFT JOIN policy_generation g ON g.one),"                                                \
+	" LEFT JOIN policy_generation g ON true),"                                                 \
 	" o AS (INSERT INTO acme_orders (public_id, account_id, status, identifiers, profile_id,"  \
 	" term_days, not_after, expires_at, authzs_derived)"                                       \
 	" SELECT $9, a.id, $10, $11::jsonb, $12::bigint, $13::int,"                                \
