@@ -36,8 +36,13 @@
 struct db;
 struct facts_entry;
 
-/* The current generation, as an SQL expression (one row by primary key). */
-#define FACTS_GENERATION_SQL "(SELECT pg.generation FROM policy_generation pg WHERE pg.one)"
+/* The current generation, as an SQL expression. policy_generation holds at
+ * most one row (migration 007: boolean primary key, CHECK (one)), so no
+ * WHERE: a sequential scan of its one page, not an index scan (index opened,
+ * locked and searched): 8-9k fewer instructions per statement (callgrind,
+ * one backend, libpq, generic plans: finalize 278k -> 269k, newOrder,
+ * which joins the row ON true, 329k -> 320k). */
+#define FACTS_GENERATION_SQL "(SELECT pg.generation FROM policy_generation pg)"
 
 /* The facts of one request: (org, dept, profile, endpoint). Strings and the
  * profile's terms are borrowed from the entry the view references. */

@@ -91,7 +91,7 @@ static const char ra_facts_sql[] =
 	" term_days, serial, issuer, not_before, not_after, cert_der, idempotency_key)"            \
 	" VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6, $7::text, $8::bigint,"   \
 	" $9::bytea, $10, $11::text[], $12, $13::int, $14, $15,"                                   \
-	" to_timestamp($16::double precision), to_timestamp($17::double precision),"               \
+	" to_timestamp($16::bigint), to_timestamp($17::bigint),"                                   \
 	" $18::bytea, $19) RETURNING " returning "),"                                              \
 	" ord AS (UPDATE acme_orders o SET certificate_id = (SELECT id FROM c),"                   \
 	" status = CASE WHEN $1::text = 'issued' THEN 'valid' ELSE 'processing' END"               \
