@@ -38,4 +38,7 @@ void ecverify_p256_free(struct ecverify_p256 *k);
 int ecverify_p256_verify(const struct ecverify_p256 *k, const unsigned char digest[32],
     const unsigned char r[32], const unsigned char s[32]) __attribute__((warn_unused_result));
 
+/* How many verifications had to compute s^-1 with BN_mod_inverse() because
+ * the faster inverse's answer failed its check (for tests: never expected). */
+unsigned long ecverify_p256_inverse_fallbacks(void);
 #endif
