@@ -10,8 +10,11 @@
  * replaced by 0, 1, n-1, n, n+1 and 2^256-1. Digests 0, n and 2^256-1
  * (e >= n, u1 = 0) are signed and checked as well. The test also asserts
  * that each class was exercised (valid ones accepted, invalid ones
- * refused), that keys other than P-256 get no accelerator, and that
- * several threads verifying with one accelerator agree.
+ * refused), that the two corners of step 5 agree too (a valid signature
+ * whose u1*G == u2*Q, so that the last addition is a doubling, and
+ * u1*G == -u2*Q, R at infinity), that keys other than P-256 get no
+ * accelerator, and that several threads verifying with one accelerator
+ * agree.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
@@ -209,6 +213,70 @@ special_value(int i, unsigned char out[32])
 }
 #define SPECIALS 6
 
+/*
+ * The two corners of SEC1 4.1.4 step 5 that random signatures never reach,
+ * built from a key whose private scalar d is known: u1*G == u2*Q (the final
+ * addition is a doubling; e = r*d, and s = 2*r*d/k makes the signature
+ * valid for R = k*G) and u1*G == -u2*Q (R is the point at infinity; e =
+ * -r*d: invalid for every s). Each is compared with OpenSSL and must give
+ * 1, respectively 0.
+ */
+static void
+test_degenerate_sums(const EC_GROUP *group)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	struct ecverify_p256 *accel = key != NULL ? ecverify_p256_new(key) : NULL;
+	BN_CTX *ctx = BN_CTX_new();
+	BIGNUM *d = NULL, *k = BN_new(), *r = BN_new(), *e = BN_new(), *s = BN_new();
+	BIGNUM *t = BN_new(), *x = BN_new();
+	const BIGNUM *n = EC_GROUP_get0_order(group);
+	EC_POINT *pr = EC_POINT_new(group);
+	unsigned char rb[32], sb[32], eb[32];
+	char what[64];
+
+	if (accel == NULL || ctx == NULL || k == NULL || r == NULL || e == NULL || s == NULL ||
+	    t == NULL || x == NULL || pr == NULL ||
+	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
+		check(false, "degenerate sums: setup");
+		goto out;
+	}
+	for (int i = 0; i < 20; i++) {
+		/* R = k*G, r = x_R mod n, e = r*d, s = 2*r*d/k (all mod n) */
+		if (BN_rand_range(k, n) != 1 || BN_is_zero(k) ||
+		    EC_POINT_mul(group, pr, k, NULL, NULL, ctx) != 1 ||
+		    EC_POINT_get_affine_coordinates(group, pr, x, NULL, ctx) != 1 ||
+		    BN_nnmod(r, x, n, ctx) != 1 || BN_is_zero(r) ||
+		    BN_mod_mul(e, r, d, n, ctx) != 1 || BN_mod_add(t, e, e, n, ctx) != 1 ||
+		    BN_mod_inverse(s, k, n, ctx) == NULL || BN_mod_mul(s, s, t, n, ctx) != 1 ||
+		    BN_bn2binpad(r, rb, 32) != 32 || BN_bn2binpad(s, sb, 32) != 32 ||
+		    BN_bn2binpad(e, eb, 32) != 32) {
+			check(false, "degenerate sums: arithmetic");
+			goto out;
+		}
+		snprintf(what, sizeof(what), "u1*G == u2*Q (doubling) %d", i);
+		check(compare(what, key, accel, eb, rb, sb) == 1, "valid signature with u1*G == u2*Q");
+		/* e = -r*d: u1*G + u2*Q is infinity, whatever s */
+		if (BN_mod_sub(e, n, e, n, ctx) != 1 || BN_bn2binpad(e, eb, 32) != 32) {
+			check(false, "degenerate sums: -r*d");
+			goto out;
+		}
+		snprintf(what, sizeof(what), "u1*G == -u2*Q (infinity) %d", i);
+		check(compare(what, key, accel, eb, rb, sb) == 0, "R at infinity refused");
+	}
+out:
+	EC_POINT_free(pr);
+	BN_free(x);
+	BN_free(t);
+	BN_free(s);
+	BN_free(e);
+	BN_free(r);
+	BN_free(k);
+	BN_free(d);
+	BN_CTX_free(ctx);
+	ecverify_p256_free(accel);
+	EVP_PKEY_free(key);
+}
+
 struct thread_job {
 	const struct ecverify_p256 *accel;
 	unsigned char digest[32], r[32], s[32], bad_s[32];
@@ -361,6 +429,9 @@ main(void)
 			compare(what, keys[k], accel[k], v, r, s);
 		}
 	}
+
+	/* the doubling and infinity corners of step 5 */
+	test_degenerate_sums(group);
 
 	/* several threads on one accelerator */
 	{
