@@ -38,6 +38,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include "acme/acme_jws.h"
 #include "acme_validate.h"
 #include "ca.h"
 #include "config.h"
@@ -487,6 +488,9 @@ out:
 		if (st.drain_timed_out)
 			goto skip_free;
 	}
+	/* No request runs now, so no ES256 key table build starts; one still
+	 * running must leave OpenSSL before exit() runs its cleanup. */
+	acme_jws_tables_wait();
 	/* Before PostgreSQL stops: a check in progress is cancelled and its
 	 * challenge stays 'processing' for the next start. */
 	if (st.retention_started)

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -1654,6 +1655,9 @@ struct acme_jws_verifier {
 #define ACME_JWS_TABLES_MAX 32
 static atomic_bool acme_jws_table_building;
 static atomic_int acme_jws_tables;
+/* Build threads alive, from before pthread_create() until the thread's last
+ * call into OpenSSL (acme_jws_tables_wait() waits for 0). */
+static atomic_int acme_jws_table_threads;
 
 static void *
 acme_jws_table_main(void *arg)
@@ -1671,6 +1675,10 @@ acme_jws_table_main(void *arg)
 		log_warnx("acme: no verification table for an ES256 account key (ecverify_p256_new)");
 	atomic_store(&acme_jws_table_building, false);
 	acme_jws_verifier_free(v);
+	/* its OpenSSL thread state now, not in a destructor after the
+	 * count below says it is done */
+	OPENSSL_thread_stop();
+	atomic_fetch_sub(&acme_jws_table_threads, 1);
 	return NULL;
 }
 
@@ -1693,6 +1701,7 @@ acme_jws_table_build(struct acme_jws_verifier *v)
 		return;
 	}
 	atomic_fetch_add(&v->refs, 1); /* the builder's */
+	atomic_fetch_add(&acme_jws_table_threads, 1);
 	if ((err = pthread_attr_init(&attr)) == 0) {
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		err = pthread_create(&thread, &attr, acme_jws_table_main, v);
@@ -1703,6 +1712,7 @@ acme_jws_table_build(struct acme_jws_verifier *v)
 		log_warnx("pthread_create(ES256 key table): %s", strerror(err));
 		atomic_store(&acme_jws_table_building, false);
 		acme_jws_verifier_free(v);
+		atomic_fetch_sub(&acme_jws_table_threads, 1);
 	}
 }
 
@@ -1935,6 +1945,16 @@ bool
 acme_jws_verifier_fast(const struct acme_jws_verifier *v)
 {
 	return v != NULL && atomic_load(&v->fast) != NULL;
+}
+
+void
+acme_jws_tables_wait(void)
+{
+	const struct timespec tick = {0, 1000 * 1000};
+
+	/* a build takes ~25 ms of CPU; 5 s covers a loaded machine */
+	for (int ms = 0; ms < 5000 && atomic_load(&acme_jws_table_threads) > 0; ms++)
+		nanosleep(&tick, NULL);
 }
 
 /* ---- external account binding ------------------------------------------- */

@@ -158,6 +158,10 @@ int acme_jws_verify(const struct acme_jws *jws, EVP_PKEY *key, const char **prob
  * CPU, ~150 KB; one build at a time, at most 32 tables in the process),
  * after which its signatures are checked with it (37 us instead of ~96).
  * acme_jws_verifier_fast(): whether that table is in use (for tests).
+ * acme_jws_tables_wait(): returns once no table is being built (at most
+ * ~5 s): the daemon calls it after its workers stopped and before it
+ * exits, so that no build thread is inside OpenSSL while OpenSSL's atexit
+ * cleanup runs.
  */
 struct acme_jws_verifier;
 
@@ -166,6 +170,7 @@ int acme_jws_verifier_up_ref(struct acme_jws_verifier *v);
 void acme_jws_verifier_free(struct acme_jws_verifier *v);
 EVP_PKEY *acme_jws_verifier_key(const struct acme_jws_verifier *v);
 bool acme_jws_verifier_fast(const struct acme_jws_verifier *v);
+void acme_jws_tables_wait(void);
 int acme_jws_verify_with(const struct acme_jws *jws, struct acme_jws_verifier *v,
     const char **problem, char *detail, size_t detail_len) __attribute__((warn_unused_result));
 

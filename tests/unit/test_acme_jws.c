@@ -1835,6 +1835,47 @@ out:
 	acme_jws_verifier_free(v384);
 }
 
+/* acme_jws_tables_wait() (called by the daemon before it exits, when the
+ * OpenSSL atexit cleanup would otherwise run under a table still being
+ * built on its detached thread) returns only once that thread is done: the
+ * table of a key that has just reached 64 verifications is then published,
+ * and a verifier dropped while its table was being built has been freed by
+ * the builder (LeakSanitizer checks that in the ASan build). */
+static void
+t_fast_wait(void)
+{
+	struct acme_jws_verifier *v = NULL;
+	unsigned char raw[132];
+	char msg[64];
+	int n, round;
+
+	for (round = 0; round < 2; round++) {
+		/* no other build in progress, or the 64th would not start one */
+		acme_jws_tables_wait();
+		v = acme_jws_verifier_new(k_p256b);
+		CHECK(v != NULL, "wait: verifier");
+		if (v == NULL)
+			return;
+		for (n = 0; n < 64; n++) {
+			snprintf(msg, sizeof(msg), "wait.%d-%d", round, n);
+			if (!t_sign_raw(k_p256b, "SHA256", 32, msg, raw)) {
+				CHECK(0, "wait: signing");
+				break;
+			}
+			t_fast_same("wait: good", v, k_p256b, ACME_JWS_ALG_ES256, msg, raw, 64, 0);
+		}
+		if (round == 1) {
+			/* dropped while its table is being built */
+			acme_jws_verifier_free(v);
+			v = NULL;
+		}
+		acme_jws_tables_wait();
+		if (round == 0)
+			CHECK(acme_jws_verifier_fast(v), "wait: table published when the wait returns");
+		acme_jws_verifier_free(v);
+	}
+}
+
 int
 main(void)
 {
@@ -1847,6 +1888,7 @@ main(void)
 	t_ecdsa_encodings();
 	t_fast_tables();
 	t_fast_threads();
+	t_fast_wait();
 	t_bounds();
 	t_inner();
 	t_jwk_tests();
