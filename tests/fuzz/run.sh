@@ -14,7 +14,7 @@
 # OUT_DIR/corpus-NAME (kept between local runs, so coverage accumulates):
 # fuzz_csr gets CSRs made with openssl, fuzz_acme_jws the JWS table of the
 # unit test test_acme_jws (from ENROLLD_BUILD_DIR, default build/, when it
-# has been built). Fixed seed: a rerun explores the same inputs first.
+# has been built) and a few recipes for its ES256 table keys. Fixed seed: a rerun explores the same inputs first.
 # A crash, a sanitizer report, a leak or a broken invariant (the targets
 # abort()) fails the run; the input is saved as OUT_DIR/crash-NAME-* and
 # reproduced with `OUT_DIR/NAME OUT_DIR/crash-NAME-...`.
@@ -56,12 +56,23 @@ seed_csr() {
 		-out "$dir/rsa.pem" 2>/dev/null
 }
 
-# fuzz_acme_jws seeds: the signed JWS bodies of the unit test's table.
+# fuzz_acme_jws seeds: the signed JWS bodies of the unit test's table, and
+# recipes (first byte 0, see the target's header comment) that the harness
+# signs with its tabled ES256 keys: kid and jwk headers, another alg, s
+# replaced by n - s, a header of the input's own.
 seed_jws() {
-	local dir=$1
+	local dir=$1 k
 	if [ -x "$build_dir/test_acme_jws" ]; then
 		ENROLLD_FUZZ_SEED_DIR=$dir "$build_dir/test_acme_jws" >/dev/null 2>&1 || true
 	fi
+	k=$(printf 'k%.0s' {1..32})
+	printf '\000\000%s\000\000\000\000{}' "$k" >"$dir/recipe-kid"
+	printf '\000\005%s\000\000\000\000{"a":1}' "$k" >"$dir/recipe-jwk"
+	printf '\000\032%s\000\000\000\000' "$k" >"$dir/recipe-alg"
+	printf '\000\102%s\000\000\000\000{}' "$k" >"$dir/recipe-high-s"
+	printf '\000\014%s\000\000\000\000%s\000{}' "$k" \
+		'{"alg":"ES256","kid":"https://ra.example/acme/acct/1","nonce":"bm9uY2U","url":"https://ra.example/acme/new-order"}' \
+		>"$dir/recipe-header"
 	return 0
 }
 
