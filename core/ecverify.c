@@ -122,12 +122,6 @@ static const uint64_t ecv_n[4] = {
 };
 
 static bool
-ecv_is_one(const uint64_t a[4])
-{
-	return a[0] == 1 && (a[1] | a[2] | a[3]) == 0;
-}
-
-static bool
 ecv_geq(const uint64_t a[4], const uint64_t b[4])
 {
 	for (int i = 3; i >= 0; i--)
@@ -208,27 +202,6 @@ ecv_shr_mod_n(uint64_t x[4], unsigned k)
 		x[i] = (t[i] >> k) | (t[i + 1] << (64 - k));
 }
 
-/* While a is even (a != 0): a >>= its trailing zero bits and x = x / 2^those
- * mod n, at most 63 bits per step (a whole zero limb takes two steps). */
-static void
-ecv_strip_twos(uint64_t a[4], uint64_t x[4])
-{
-	while ((a[0] & 1) == 0) {
-		unsigned k = a[0] != 0 ? (unsigned)__builtin_ctzll(a[0]) : 63;
-
-		ecv_shr(a, k);
-		ecv_shr_mod_n(x, k);
-	}
-}
-
-/* x = x - y mod n (x, y < n) */
-static void
-ecv_sub_mod_n(uint64_t x[4], const uint64_t y[4])
-{
-	if (ecv_sub(x, y))
-		(void)ecv_add(x, ecv_n);
-}
-
 static void
 ecv_from_be(uint64_t a[4], const unsigned char b[32])
 {
@@ -249,38 +222,75 @@ ecv_to_be(unsigned char b[32], const uint64_t a[4])
 			b[(3 - i) * 8 + j] = (unsigned char)(a[i] >> (56 - 8 * j));
 }
 
-/* w = s^-1 mod n for s in [1, n-1]; false if the loop did not end with a
- * unit (it always does for such s and a prime n: then the caller's check
- * decides anyway). */
+/* a <<= k for 1 <= k <= 63 (the caller knows no bit falls off the top) */
+static void
+ecv_shl(uint64_t a[4], unsigned k)
+{
+	for (int i = 3; i > 0; i--)
+		a[i] = (a[i] << k) | (a[i - 1] >> (64 - k));
+	a[0] <<= k;
+}
+
+/* a >>= t, b <<= t, *k += t, for a even and nonzero: a becomes odd. */
+static void
+ecv_move_twos(uint64_t a[4], uint64_t b[4], unsigned *k)
+{
+	while ((a[0] & 1) == 0) {
+		unsigned t = a[0] != 0 ? (unsigned)__builtin_ctzll(a[0]) : 63;
+
+		ecv_shr(a, t);
+		ecv_shl(b, t);
+		*k += t;
+	}
+}
+
+/*
+ * w = s^-1 mod n for s in [1, n-1], by Kaliski's almost Montgomery inverse
+ * (IEEE Trans. Computers 44(8), 1995) with runs of zero bits taken at once.
+ * Invariants, with k the number of halvings so far:
+ *   n == u*x_s + v*x_r,  s*x_r == -u * 2^k,  s*x_s == v * 2^k  (mod n);
+ * u, v >= 1 and x_s >= 1 throughout, so x_r, x_s <= n < 2^256: four limbs
+ * suffice, no reduction needed along the way. Each step keeps u, v odd and
+ * shrinks one of them; when u == v the gcd, 1, is reached, and then
+ * s * x_s == 2^k (mod n): w = x_s / 2^k mod n, by the Montgomery-style
+ * division above, at most 63 bits at a time. False if the loop did not end
+ * as it must for such s and a prime n (then the caller's check decides
+ * anyway).
+ */
 static bool
 ecv_inverse_mod_n(unsigned char w_out[32], const unsigned char s_in[32])
 {
-	uint64_t u[4], v[4], x1[4] = {1, 0, 0, 0}, x2[4] = {0, 0, 0, 0};
-	int guard = 0;
+	uint64_t u[4], v[4], x_r[4] = {0, 0, 0, 0}, x_s[4] = {1, 0, 0, 0};
+	unsigned k = 0;
 
-	ecv_from_be(u, s_in);
-	memcpy(v, ecv_n, sizeof(v));
-	if ((u[0] | u[1] | u[2] | u[3]) == 0)
+	memcpy(u, ecv_n, sizeof(u));
+	ecv_from_be(v, s_in);
+	if ((v[0] | v[1] | v[2] | v[3]) == 0 || ecv_geq(v, ecv_n))
 		return false;
-	/* invariants: x1 * s == u, x2 * s == v (mod n); u, v > 0 */
-	while (!ecv_is_one(u) && !ecv_is_one(v)) {
-		if (++guard > 2048)
+	ecv_move_twos(v, x_r, &k);
+	while (memcmp(u, v, sizeof(u)) != 0) {
+		/* k grows by at least 1 a step, and by ~2 * 256 in all */
+		if (k > 2048)
 			return false;
-		ecv_strip_twos(u, x1);
-		ecv_strip_twos(v, x2);
-		if (ecv_is_one(u) || ecv_is_one(v))
-			break;
 		if (ecv_geq(u, v)) {
 			(void)ecv_sub(u, v);
-			ecv_sub_mod_n(x1, x2);
+			(void)ecv_add(x_r, x_s);
+			ecv_move_twos(u, x_s, &k);
 		} else {
 			(void)ecv_sub(v, u);
-			ecv_sub_mod_n(x2, x1);
+			(void)ecv_add(x_s, x_r);
+			ecv_move_twos(v, x_r, &k);
 		}
-		if ((u[0] | u[1] | u[2] | u[3]) == 0 || (v[0] | v[1] | v[2] | v[3]) == 0)
-			return false;
 	}
-	ecv_to_be(w_out, ecv_is_one(u) ? x1 : x2);
+	if (!(u[0] == 1 && (u[1] | u[2] | u[3]) == 0) || ecv_geq(x_s, ecv_n))
+		return false;
+	while (k > 0) {
+		unsigned t = k > 63 ? 63 : k;
+
+		ecv_shr_mod_n(x_s, t);
+		k -= t;
+	}
+	ecv_to_be(w_out, x_s);
 	return true;
 }
 
