@@ -299,9 +299,9 @@ ecverify_p256_verify(const struct ecverify_p256 *k, const unsigned char digest[3
     const unsigned char r_bytes[32], const unsigned char s_bytes[32])
 {
 	BN_CTX *bn_ctx = NULL;
-	BIGNUM *r, *s, *e, *w, *u1, *u2, *x;
+	BIGNUM *r, *s, *e, *w, *u1, *u2, *x, *z, *t;
 	EC_POINT *a = NULL, *b = NULL, *b_copy = NULL;
-	const BIGNUM *n;
+	const BIGNUM *n, *p;
 	unsigned char w_bytes[32];
 	int rc = -1;
 
@@ -315,7 +315,9 @@ ecverify_p256_verify(const struct ecverify_p256 *k, const unsigned char digest[3
 	u1 = BN_CTX_get(bn_ctx);
 	u2 = BN_CTX_get(bn_ctx);
 	x = BN_CTX_get(bn_ctx);
-	if (x == NULL)
+	z = BN_CTX_get(bn_ctx);
+	t = BN_CTX_get(bn_ctx);
+	if (t == NULL)
 		goto end;
 	n = EC_GROUP_get0_order(k->group);
 	if (n == NULL || BN_bin2bn(r_bytes, 32, r) == NULL || BN_bin2bn(s_bytes, 32, s) == NULL)
@@ -351,11 +353,32 @@ ecverify_p256_verify(const struct ecverify_p256 *k, const unsigned char digest[3
 		rc = 0;
 		goto end;
 	}
-	/* 6-8. v = x_R mod n; valid iff v == r */
-	if (EC_POINT_get_affine_coordinates(k->group, a, x, NULL, bn_ctx) != 1 ||
-	    BN_nnmod(x, x, n, bn_ctx) != 1)
+	/* 6-8. v = x_R mod n; valid iff v == r. R is in Jacobian coordinates
+	 * (X, Y, Z), x_R = X / Z^2 mod p, and x_R < p < 2n: v == r iff x_R ==
+	 * r or x_R == r + n (possible only when r + n < p), that is iff
+	 * X == r * Z^2 or X == (r + n) * Z^2 (mod p). Z != 0 mod p as R is not
+	 * at infinity (checked again: Z^2 == 0 would make X == 0 "match",
+	 * where the affine route fails; answer -1). This spares the inversion of Z that
+	 * EC_POINT_get_affine_coordinates() makes (~40k instructions, an
+	 * eighth of a verification). */
+	if ((p = EC_GROUP_get0_field(k->group)) == NULL ||
+	    EC_POINT_get_Jprojective_coordinates_GFp(k->group, a, x, NULL, z, bn_ctx) != 1 ||
+	    BN_nnmod(x, x, p, bn_ctx) != 1 || BN_mod_sqr(z, z, p, bn_ctx) != 1 || BN_is_zero(z) ||
+	    BN_mod_mul(t, r, z, p, bn_ctx) != 1)
 		goto end;
-	rc = BN_cmp(x, r) == 0 ? 1 : 0;
+	if (BN_cmp(t, x) == 0) {
+		rc = 1;
+		goto end;
+	}
+	if (BN_add(t, r, n) != 1)
+		goto end;
+	if (BN_cmp(t, p) >= 0) {
+		rc = 0;
+		goto end;
+	}
+	if (BN_mod_mul(t, t, z, p, bn_ctx) != 1)
+		goto end;
+	rc = BN_cmp(t, x) == 0 ? 1 : 0;
 end:
 	BN_CTX_end(bn_ctx);
 out:

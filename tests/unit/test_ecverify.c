@@ -12,7 +12,8 @@
  * that each class was exercised (valid ones accepted, invalid ones
  * refused), that the two corners of step 5 agree too (a valid signature
  * whose u1*G == u2*Q, so that the last addition is a doubling, and
- * u1*G == -u2*Q, R at infinity), that keys other than P-256 get no
+ * u1*G == -u2*Q, R at infinity), and the corner of steps 6-8 (x_R >= n,
+ * v = x_R - n), that keys other than P-256 get no
  * accelerator, and that several threads verifying with one accelerator
  * agree.
  */
@@ -277,6 +278,104 @@ out:
 	EVP_PKEY_free(key);
 }
 
+/* An EVP_PKEY for the P-256 public point q. */
+static EVP_PKEY *
+key_from_point(const EC_GROUP *group, const EC_POINT *q, BN_CTX *ctx)
+{
+	unsigned char pub[65];
+	char group_name[] = "prime256v1";
+	OSSL_PARAM params[3];
+	EVP_PKEY_CTX *pctx = NULL;
+	EVP_PKEY *key = NULL;
+
+	if (EC_POINT_point2oct(group, q, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub), ctx) !=
+	    sizeof(pub))
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group_name, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub));
+	params[2] = OSSL_PARAM_construct_end();
+	if ((pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(pctx) != 1 ||
+	    EVP_PKEY_fromdata(pctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		key = NULL;
+	EVP_PKEY_CTX_free(pctx);
+	return key;
+}
+
+/*
+ * The corner of SEC1 4.1.4 steps 6-8 that random signatures never reach
+ * (probability ~2^-128): x_R in [n, p), so that v = x_R - n. Built without
+ * any private key: R is a point with x_R = n + i, the public key is
+ * Q = R - G, the digest e and s are both r = x_R - n, so u1 = u2 = 1 and
+ * u1*G + u2*Q = R: valid. With the digest e = 0 and Q = R, s = r gives
+ * u1 = 0, u2 = 1: valid too. Each is compared with OpenSSL and must be 1
+ * (a verifier that compares x_R with r only answers 0); r = x_R itself
+ * (>= n) and a changed digest must be 0.
+ */
+static void
+test_x_above_n(const EC_GROUP *group)
+{
+	BN_CTX *ctx = BN_CTX_new();
+	BIGNUM *x = BN_new(), *r = BN_new();
+	const BIGNUM *n = EC_GROUP_get0_order(group);
+	EC_POINT *pr = EC_POINT_new(group), *q = EC_POINT_new(group), *g = EC_POINT_new(group);
+	unsigned char rb[32], xb[32], zero[32] = {0}, other[32];
+	char what[64];
+	int found = 0;
+
+	if (ctx == NULL || x == NULL || r == NULL || pr == NULL || q == NULL || g == NULL ||
+	    EC_POINT_copy(g, EC_GROUP_get0_generator(group)) != 1 || EC_POINT_invert(group, g, ctx) != 1) {
+		check(false, "x_R >= n: setup");
+		goto out;
+	}
+	for (unsigned long i = 0; i < 200 && found < 20; i++) {
+		EVP_PKEY *key = NULL;
+		struct ecverify_p256 *accel = NULL;
+
+		/* about half of the x have a point */
+		if (BN_copy(x, n) == NULL || BN_add_word(x, i) != 1 ||
+		    EC_POINT_set_compressed_coordinates(group, pr, x, (int)(i & 1), ctx) != 1)
+			continue;
+		found++;
+		if (BN_sub(r, x, n) != 1 || BN_bn2binpad(r, rb, 32) != 32 ||
+		    BN_bn2binpad(x, xb, 32) != 32 || EC_POINT_add(group, q, pr, g, ctx) != 1 ||
+		    (key = key_from_point(group, q, ctx)) == NULL ||
+		    (accel = ecverify_p256_new(key)) == NULL) {
+			check(false, "x_R >= n: Q = R - G");
+			goto next;
+		}
+		snprintf(what, sizeof(what), "x_R = n + %lu, u1 = u2 = 1", i);
+		check(compare(what, key, accel, rb, rb, rb) == 1, "valid signature with x_R >= n");
+		snprintf(what, sizeof(what), "x_R = n + %lu, r = x_R", i);
+		check(compare(what, key, accel, rb, xb, rb) == 0, "r = x_R >= n refused");
+		memcpy(other, rb, 32);
+		other[0] ^= 0x01;
+		snprintf(what, sizeof(what), "x_R = n + %lu, other digest", i);
+		check(compare(what, key, accel, other, rb, rb) == 0, "x_R >= n, other digest refused");
+		ecverify_p256_free(accel);
+		EVP_PKEY_free(key);
+		accel = NULL;
+		if ((key = key_from_point(group, pr, ctx)) == NULL ||
+		    (accel = ecverify_p256_new(key)) == NULL) {
+			check(false, "x_R >= n: Q = R");
+			goto next;
+		}
+		snprintf(what, sizeof(what), "x_R = n + %lu, u1 = 0, u2 = 1", i);
+		check(compare(what, key, accel, zero, rb, rb) == 1, "valid signature with x_R >= n, e = 0");
+next:
+		ecverify_p256_free(accel);
+		EVP_PKEY_free(key);
+	}
+	check(found == 20, "20 points with x_R >= n");
+out:
+	EC_POINT_free(g);
+	EC_POINT_free(q);
+	EC_POINT_free(pr);
+	BN_free(r);
+	BN_free(x);
+	BN_CTX_free(ctx);
+}
+
 struct thread_job {
 	const struct ecverify_p256 *accel;
 	unsigned char digest[32], r[32], s[32], bad_s[32];
@@ -432,6 +531,9 @@ main(void)
 
 	/* the doubling and infinity corners of step 5 */
 	test_degenerate_sums(group);
+
+	/* x_R in [n, p): v = x_R - n */
+	test_x_above_n(group);
 
 	/* several threads on one accelerator */
 	{
