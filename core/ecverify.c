@@ -130,16 +130,19 @@ ecv_geq(const uint64_t a[4], const uint64_t b[4])
 	return true;
 }
 
-/* a -= b; returns the borrow */
+/* a -= b; returns the borrow. Plain 64-bit words: with unsigned __int128
+ * here GCC 12 kept the loop rolled and spilled to the stack. */
 static uint64_t
 ecv_sub(uint64_t a[4], const uint64_t b[4])
 {
 	uint64_t borrow = 0;
 
 	for (int i = 0; i < 4; i++) {
-		ecv_u128 d = (ecv_u128)a[i] - b[i] - borrow;
-		a[i] = (uint64_t)d;
-		borrow = (uint64_t)(d >> 64) & 1;
+		uint64_t d = a[i] - b[i];
+		uint64_t out = (a[i] < b[i]) | (d < borrow);
+
+		a[i] = d - borrow;
+		borrow = out;
 	}
 	return borrow;
 }
@@ -151,9 +154,11 @@ ecv_add(uint64_t a[4], const uint64_t b[4])
 	uint64_t carry = 0;
 
 	for (int i = 0; i < 4; i++) {
-		ecv_u128 t = (ecv_u128)a[i] + b[i] + carry;
-		a[i] = (uint64_t)t;
-		carry = (uint64_t)(t >> 64);
+		uint64_t t = a[i] + b[i];
+		uint64_t out = (t < a[i]) | (t + carry < t);
+
+		a[i] = t + carry;
+		carry = out;
 	}
 	return carry;
 }
