@@ -97,17 +97,15 @@ out:
 }
 
 /*
- * The inverse of s modulo the P-256 group order n, by the binary extended
- * Euclidean algorithm on four 64-bit limbs (s is public: no need for
- * constant time). BN_mod_inverse() took a third of a verification here
- * (~15-25 us: a BIGNUM call per bit). Runs of zero bits are shifted out
- * of u and v at once (__builtin_ctzll()), and the matching halvings of
- * x1, x2 mod n are done in one Montgomery-style step. Its answer is
- * trusted only after w * s == 1 (mod n) is checked with BN_mod_mul() in
- * ecverify_p256_verify(): w is then THE inverse, whatever this code did.
- * Limbs are little-endian (l[0] least significant). s must be in [1, n-1].
+ * The inverse of s modulo the P-256 group order n, on four 64-bit limbs
+ * (s is public: no need for constant time); ecv_inverse_mod_n() below.
+ * BN_mod_inverse() took a third of a verification here (~15-25 us: a
+ * BIGNUM call per bit). Its answer is trusted only after w * s == 1
+ * (mod n) is checked with BN_mod_mul() in ecverify_p256_verify(): w is
+ * then THE inverse, whatever this code did. Limbs are little-endian (l[0]
+ * least significant). s must be in [1, n-1]. The limb code uses GCC's and
+ * Clang's __int128 and __builtin_clzll().
  */
-typedef unsigned __int128 ecv_u128;
 
 /* How many times BN_mod_inverse() had to answer instead (tests: never). */
 static atomic_ulong ecv_inverse_fallbacks;
@@ -131,8 +129,7 @@ ecv_geq(const uint64_t a[4], const uint64_t b[4])
 	return true;
 }
 
-/* a -= b; returns the borrow. Plain 64-bit words: with unsigned __int128
- * here GCC 12 kept the loop rolled and spilled to the stack. */
+/* a -= b; returns the borrow */
 static uint64_t
 ecv_sub(uint64_t a[4], const uint64_t b[4])
 {
@@ -164,15 +161,6 @@ ecv_add(uint64_t a[4], const uint64_t b[4])
 	return carry;
 }
 
-/* a >>= k for 1 <= k <= 63 */
-static void
-ecv_shr(uint64_t a[4], unsigned k)
-{
-	for (int i = 0; i < 3; i++)
-		a[i] = (a[i] >> k) | (a[i + 1] << (64 - k));
-	a[3] >>= k;
-}
-
 /* n^-1 mod 2^64 by Newton's iteration (each step doubles the correct low
  * bits: n0 * n0 == 1 mod 8 for odd n0 gives 3, then 6, 12, 24, 48, 96);
  * the compiler folds it to a constant. */
@@ -184,28 +172,6 @@ ecv_n0_inverse(void)
 	for (int i = 0; i < 5; i++)
 		inv *= 2 - ecv_n[0] * inv;
 	return inv;
-}
-
-/*
- * x = x / 2^k mod n for x < n and 1 <= k <= 63: k halvings at once, as a
- * Montgomery reduction does. m = -x * n^-1 mod 2^k makes x + m*n divisible
- * by 2^k, and since x < n and m < 2^k, (x + m*n) / 2^k < n: no final
- * subtraction. x + m*n needs five limbs.
- */
-static void
-ecv_shr_mod_n(uint64_t x[4], unsigned k)
-{
-	uint64_t m = (0 - x[0] * ecv_n0_inverse()) & ((UINT64_C(1) << k) - 1);
-	uint64_t t[5], carry = 0;
-
-	for (int i = 0; i < 4; i++) {
-		ecv_u128 acc = (ecv_u128)m * ecv_n[i] + x[i] + carry;
-		t[i] = (uint64_t)acc;
-		carry = (uint64_t)(acc >> 64);
-	}
-	t[4] = carry;
-	for (int i = 0; i < 4; i++)
-		x[i] = (t[i] >> k) | (t[i + 1] << (64 - k));
 }
 
 static void
@@ -228,75 +194,152 @@ ecv_to_be(unsigned char b[32], const uint64_t a[4])
 			b[(3 - i) * 8 + j] = (unsigned char)(a[i] >> (56 - 8 * j));
 }
 
-/* a <<= k for 1 <= k <= 63 (the caller knows no bit falls off the top) */
-static void
-ecv_shl(uint64_t a[4], unsigned k)
+/* bit length of a (0 for 0) */
+static unsigned
+ecv_bits(const uint64_t a[4])
 {
-	for (int i = 3; i > 0; i--)
-		a[i] = (a[i] << k) | (a[i - 1] >> (64 - k));
-	a[0] <<= k;
+	for (int i = 3; i >= 0; i--)
+		if (a[i] != 0)
+			return (unsigned)(64 * i + 64 - __builtin_clzll(a[i]));
+	return 0;
 }
 
-/* a >>= t, b <<= t, *k += t, for a even and nonzero: a becomes odd. */
-static void
-ecv_move_twos(uint64_t a[4], uint64_t b[4], unsigned *k)
+/* the 64 bits of a from bit `from` up (zeros above bit 255) */
+static uint64_t
+ecv_window(const uint64_t a[4], unsigned from)
 {
-	while ((a[0] & 1) == 0) {
-		unsigned t = a[0] != 0 ? (unsigned)__builtin_ctzll(a[0]) : 63;
+	unsigned limb = from / 64, shift = from % 64;
+	uint64_t w = a[limb] >> shift;
 
-		ecv_shr(a, t);
-		ecv_shl(b, t);
-		*k += t;
-	}
+	if (shift != 0 && limb < 3)
+		w |= a[limb + 1] << (64 - shift);
+	return w;
 }
 
 /*
- * w = s^-1 mod n for s in [1, n-1], by Kaliski's almost Montgomery inverse
- * (IEEE Trans. Computers 44(8), 1995) with runs of zero bits taken at once.
- * Invariants, with k the number of halvings so far:
- *   n == u*x_s + v*x_r,  s*x_r == -u * 2^k,  s*x_s == v * 2^k  (mod n);
- * u, v >= 1 and x_s >= 1 throughout, so x_r, x_s <= n < 2^256: four limbs
- * suffice, no reduction needed along the way. Each step keeps u, v odd and
- * shrinks one of them; when u == v the gcd, 1, is reached, and then
- * s * x_s == 2^k (mod n): w = x_s / 2^k mod n, by the Montgomery-style
- * division above, at most 63 bits at a time. False if the loop did not end
- * as it must for such s and a prime n (then the caller's check decides
- * anyway).
+ * a = (a*f + b*g) / 2^31, exactly (the caller's 31 steps made the low 31
+ * bits of the sum zero); if that is negative, a and (*f, *g) are negated.
+ * |f|, |g| <= 2^31, a, b < 2^256: every partial sum fits a signed 128-bit
+ * accumulator (GCC and Clang shift a negative __int128 arithmetically).
+ */
+typedef __int128 ecv_i128;
+
+static void
+ecv_update_ab(uint64_t out[4], const uint64_t a[4], const uint64_t b[4], int64_t *f, int64_t *g)
+{
+	uint64_t t[5];
+	ecv_i128 acc = 0;
+
+	for (int i = 0; i < 4; i++) {
+		acc += (ecv_i128)a[i] * *f + (ecv_i128)b[i] * *g;
+		t[i] = (uint64_t)acc;
+		acc >>= 64;
+	}
+	t[4] = (uint64_t)acc;
+	if ((int64_t)t[4] < 0) {
+		uint64_t carry = 1;
+
+		for (int i = 0; i < 5; i++) {
+			t[i] = ~t[i] + carry;
+			carry = carry && t[i] == 0;
+		}
+		*f = -*f;
+		*g = -*g;
+	}
+	for (int i = 0; i < 4; i++)
+		out[i] = (t[i] >> 31) | (t[i + 1] << 33);
+}
+
+/*
+ * out = (u*f + v*g) / 2^31 mod n, for u, v in [0, n-1] and |f| + |g| <=
+ * 2^31: k in [0, 2^31) with u*f + v*g + k*n == 0 mod 2^31 (Montgomery),
+ * the division is then exact and lands in (-n, 2n): one correction.
+ */
+static void
+ecv_update_uv(uint64_t out[4], const uint64_t u[4], const uint64_t v[4], int64_t f, int64_t g)
+{
+	uint64_t low = u[0] * (uint64_t)f + v[0] * (uint64_t)g;
+	uint64_t k = (0 - low * ecv_n0_inverse()) & 0x7fffffff;
+	uint64_t t[5];
+	ecv_i128 acc = 0;
+
+	for (int i = 0; i < 4; i++) {
+		acc += (ecv_i128)u[i] * f + (ecv_i128)v[i] * g + (ecv_i128)ecv_n[i] * (ecv_i128)k;
+		t[i] = (uint64_t)acc;
+		acc >>= 64;
+	}
+	t[4] = (uint64_t)acc;
+	for (int i = 0; i < 4; i++)
+		out[i] = (t[i] >> 31) | (t[i + 1] << 33);
+	if ((int64_t)t[4] < 0)
+		(void)ecv_add(out, ecv_n);	/* in (-n, 0): the borrow out cancels the sign */
+	else if ((t[4] >> 31) != 0 || ecv_geq(out, ecv_n))
+		(void)ecv_sub(out, ecv_n);
+}
+
+/*
+ * w = s^-1 mod n for s in [1, n-1]: Pornin's optimized binary GCD (IACR
+ * ePrint 2020/972, algorithm 2; not constant-time here, s is public).
+ * Invariants: a == u*s, b == v*s (mod n); a, b >= 0; start a = s, u = 1,
+ * b = n, v = 0. Each outer step runs 31 binary-GCD steps on 64-bit
+ * approximations of a and b (the low 31 bits exact, the top 33 bits of
+ * the longer one's window), collecting them as a 2x2 matrix, then applies
+ * the matrix to a, b (exactly) and to u, v (mod n, with the division by
+ * 2^31 done Montgomery-style). At most 17 outer steps take len(a) +
+ * len(b) from 512 to 1: a == 0, b == gcd == 1, v == s^-1. False if that
+ * did not happen (the caller's check decides anyway).
  */
 static bool
 ecv_inverse_mod_n(unsigned char w_out[32], const unsigned char s_in[32])
 {
-	uint64_t u[4], v[4], x_r[4] = {0, 0, 0, 0}, x_s[4] = {1, 0, 0, 0};
-	unsigned k = 0;
+	uint64_t a[4], b[4], u[4] = {1, 0, 0, 0}, v[4] = {0, 0, 0, 0}, na[4], nb[4];
 
-	memcpy(u, ecv_n, sizeof(u));
-	ecv_from_be(v, s_in);
-	if ((v[0] | v[1] | v[2] | v[3]) == 0 || ecv_geq(v, ecv_n))
+	ecv_from_be(a, s_in);
+	memcpy(b, ecv_n, sizeof(b));
+	if ((a[0] | a[1] | a[2] | a[3]) == 0 || ecv_geq(a, ecv_n))
 		return false;
-	ecv_move_twos(v, x_r, &k);
-	while (memcmp(u, v, sizeof(u)) != 0) {
-		/* k grows by at least 1 a step, and by ~2 * 256 in all */
-		if (k > 2048)
-			return false;
-		if (ecv_geq(u, v)) {
-			(void)ecv_sub(u, v);
-			(void)ecv_add(x_r, x_s);
-			ecv_move_twos(u, x_s, &k);
-		} else {
-			(void)ecv_sub(v, u);
-			(void)ecv_add(x_s, x_r);
-			ecv_move_twos(v, x_r, &k);
+	for (int outer = 0; outer < 17 && (a[0] | a[1] | a[2] | a[3]) != 0; outer++) {
+		unsigned len = ecv_bits(a) > ecv_bits(b) ? ecv_bits(a) : ecv_bits(b);
+		uint64_t a_apx, b_apx;
+		int64_t f0 = 1, g0 = 0, f1 = 0, g1 = 1;
+
+		if (len < 64)
+			len = 64;
+		a_apx = (a[0] & 0x7fffffff) | (ecv_window(a, len - 33) << 31);
+		b_apx = (b[0] & 0x7fffffff) | (ecv_window(b, len - 33) << 31);
+		for (int i = 0; i < 31; i++) {
+			if (a_apx & 1) {
+				if (a_apx < b_apx) {
+					uint64_t t = a_apx;
+					int64_t tf = f0, tg = g0;
+
+					a_apx = b_apx;
+					b_apx = t;
+					f0 = f1;
+					g0 = g1;
+					f1 = tf;
+					g1 = tg;
+				}
+				a_apx -= b_apx;
+				f0 -= f1;
+				g0 -= g1;
+			}
+			a_apx >>= 1;
+			f1 *= 2;
+			g1 *= 2;
 		}
+		ecv_update_ab(na, a, b, &f0, &g0);
+		ecv_update_ab(nb, a, b, &f1, &g1);
+		memcpy(a, na, sizeof(a));
+		memcpy(b, nb, sizeof(b));
+		ecv_update_uv(na, u, v, f0, g0);
+		ecv_update_uv(nb, u, v, f1, g1);
+		memcpy(u, na, sizeof(u));
+		memcpy(v, nb, sizeof(v));
 	}
-	if (!(u[0] == 1 && (u[1] | u[2] | u[3]) == 0) || ecv_geq(x_s, ecv_n))
+	if ((a[0] | a[1] | a[2] | a[3]) != 0 || !(b[0] == 1 && (b[1] | b[2] | b[3]) == 0))
 		return false;
-	while (k > 0) {
-		unsigned t = k > 63 ? 63 : k;
-
-		ecv_shr_mod_n(x_s, t);
-		k -= t;
-	}
-	ecv_to_be(w_out, x_s);
+	ecv_to_be(w_out, v);
 	return true;
 }
 

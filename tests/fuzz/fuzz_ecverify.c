@@ -15,8 +15,10 @@
  * the signature with that k, so valid signatures are reachable; bit 6 then
  * turns s into n - s, bit 5 flips one bit of s[31] afterwards. It aborts
  * when ecverify_p256_verify() is not exactly EVP_PKEY_verify()'s answer
- * (1 valid, 0 otherwise), when it errs (-1), or when a signature made
- * here (with k in [1, n-1]) is refused by OpenSSL.
+ * (1 valid, 0 otherwise), when it errs (-1), when a signature made
+ * here (with k in [1, n-1]) is refused by OpenSSL, or when ecverify.c's
+ * own s^-1 mod n ever failed its check (its BN_mod_inverse() fallback
+ * would hide a wrong inverse from the comparison).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -200,6 +202,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (got != want)
 		abort();
 	if (made && want != 1)
+		abort();
+	if (ecverify_p256_inverse_fallbacks() != 0)
 		abort();
 	return 0;
 }
