@@ -67,6 +67,7 @@
 #include <openssl/sha.h>
 
 #include "acme/acme_jws.h"
+#include "fuzz_p256.h"
 #include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -82,32 +83,6 @@ static EVP_PKEY *fuzz_keys[FUZZ_KEYS];
 static char *fuzz_jwks[FUZZ_KEYS];                       /* canonical JWK text */
 static struct acme_jws_verifier *fuzz_tabled[FUZZ_KEYS]; /* table built */
 
-static EVP_PKEY *
-fuzz_p256_key(const BIGNUM *d)
-{
-	unsigned char pub[65];
-	EC_POINT *p = EC_POINT_new(fuzz_group);
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-	EVP_PKEY *key = NULL;
-
-	if (p == NULL || bld == NULL || ctx == NULL ||
-	    EC_POINT_mul(fuzz_group, p, d, NULL, NULL, NULL) != 1 ||
-	    EC_POINT_point2oct(fuzz_group, p, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub),
-		NULL) != sizeof(pub) ||
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub)) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		abort();
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	EVP_PKEY_CTX_free(ctx);
-	EC_POINT_free(p);
-	return key;
-}
-
 /* sig (r || s) := the ES256 signature of input by d with nonce k (big
  * endian, reduced mod n); false (sig untouched) when k is 0 mod n or r or s
  * would be 0. */
@@ -116,45 +91,10 @@ fuzz_sign(const BIGNUM *d, const char *input, size_t input_len, const unsigned c
     unsigned char sig[64])
 {
 	unsigned char digest[SHA256_DIGEST_LENGTH];
-	BN_CTX *ctx = BN_CTX_new();
-	BIGNUM *k = BN_bin2bn(k_bytes, 32, NULL), *e = NULL;
-	BIGNUM *r = BN_new(), *s = BN_new(), *t = BN_new();
-	EC_POINT *p = EC_POINT_new(fuzz_group);
-	bool ok = false;
 
-	if (SHA256((const unsigned char *)input, input_len, digest) == NULL ||
-	    (e = BN_bin2bn(digest, 32, NULL)) == NULL)
+	if (SHA256((const unsigned char *)input, input_len, digest) == NULL)
 		abort();
-	if (ctx == NULL || k == NULL || r == NULL || s == NULL || t == NULL || p == NULL ||
-	    BN_nnmod(k, k, fuzz_order, ctx) != 1)
-		abort();
-	if (BN_is_zero(k))
-		goto out;
-	if (EC_POINT_mul(fuzz_group, p, k, NULL, NULL, ctx) != 1 ||
-	    EC_POINT_get_affine_coordinates(fuzz_group, p, r, NULL, ctx) != 1 ||
-	    BN_nnmod(r, r, fuzz_order, ctx) != 1)
-		abort();
-	/* s = k^-1 (e + r d) mod n (e < 2^256 < 2n: BN_mod_add reduces it) */
-	if (BN_nnmod(e, e, fuzz_order, ctx) != 1 ||
-	    BN_mod_mul(t, r, d, fuzz_order, ctx) != 1 ||
-	    BN_mod_add(t, t, e, fuzz_order, ctx) != 1 ||
-	    BN_mod_inverse(k, k, fuzz_order, ctx) == NULL ||
-	    BN_mod_mul(s, k, t, fuzz_order, ctx) != 1)
-		abort();
-	if (BN_is_zero(r) || BN_is_zero(s))
-		goto out;
-	if (BN_bn2binpad(r, sig, 32) != 32 || BN_bn2binpad(s, sig + 32, 32) != 32)
-		abort();
-	ok = true;
-out:
-	BN_free(k);
-	BN_free(e);
-	BN_free(r);
-	BN_free(s);
-	BN_free(t);
-	EC_POINT_free(p);
-	BN_CTX_free(ctx);
-	return ok;
+	return fuzz_p256_sign(fuzz_group, fuzz_order, d, digest, k_bytes, sig, sig + 32);
 }
 
 /* part (32 bytes, big endian) := part + n when that fits in 32 bytes
@@ -292,7 +232,7 @@ fuzz_tables_init(void)
 		abort();
 	BN_CTX_free(ctx);
 	for (unsigned i = 0; i < FUZZ_KEYS; i++) {
-		fuzz_keys[i] = fuzz_p256_key(fuzz_privs[i]);
+		fuzz_keys[i] = fuzz_p256_public_key(fuzz_group, fuzz_privs[i]);
 		if ((fuzz_jwks[i] = acme_jwk_to_string(fuzz_keys[i])) == NULL ||
 		    (fuzz_tabled[i] = acme_jws_verifier_new(fuzz_keys[i])) == NULL)
 			abort();

@@ -33,6 +33,7 @@
 #include <openssl/param_build.h>
 
 #include "ecverify.h"
+#include "fuzz_p256.h"
 
 #define FUZZ_KEYS 5
 
@@ -41,32 +42,6 @@ static const BIGNUM *order;
 static BIGNUM *privs[FUZZ_KEYS];
 static EVP_PKEY *keys[FUZZ_KEYS];
 static struct ecverify_p256 *accels[FUZZ_KEYS];
-
-static EVP_PKEY *
-fuzz_key(const BIGNUM *d)
-{
-	unsigned char pub[65];
-	EC_POINT *p = EC_POINT_new(group);
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-	EVP_PKEY *key = NULL;
-
-	if (p == NULL || bld == NULL || ctx == NULL ||
-	    EC_POINT_mul(group, p, d, NULL, NULL, NULL) != 1 ||
-	    EC_POINT_point2oct(group, p, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub), NULL) !=
-		sizeof(pub) ||
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub)) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		abort();
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	EVP_PKEY_CTX_free(ctx);
-	EC_POINT_free(p);
-	return key;
-}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -97,49 +72,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		BN_CTX_free(ctx);
 	}
 	for (int i = 0; i < FUZZ_KEYS; i++)
-		if ((keys[i] = fuzz_key(privs[i])) == NULL ||
+		if ((keys[i] = fuzz_p256_public_key(group, privs[i])) == NULL ||
 		    (accels[i] = ecverify_p256_new(keys[i])) == NULL)
 			abort();
 	return 0;
-}
-
-/* (r, s) := the signature of e by d with nonce k; false when k is 0 mod n
- * or the signature would have r or s zero. */
-static bool
-fuzz_sign(const BIGNUM *d, const unsigned char e_bytes[32], unsigned char r_bytes[32],
-    unsigned char s_bytes[32], BN_CTX *ctx)
-{
-	BIGNUM *k = BN_bin2bn(r_bytes, 32, NULL), *e = BN_bin2bn(e_bytes, 32, NULL);
-	BIGNUM *r = BN_new(), *s = BN_new(), *t = BN_new();
-	EC_POINT *p = EC_POINT_new(group);
-	bool ok = false;
-
-	if (k == NULL || e == NULL || r == NULL || s == NULL || t == NULL || p == NULL ||
-	    BN_nnmod(k, k, order, ctx) != 1)
-		abort();
-	if (BN_is_zero(k))
-		goto out;
-	if (EC_POINT_mul(group, p, k, NULL, NULL, ctx) != 1 ||
-	    EC_POINT_get_affine_coordinates(group, p, r, NULL, ctx) != 1 ||
-	    BN_nnmod(r, r, order, ctx) != 1)
-		abort();
-	/* s = k^-1 (e + r d) mod n */
-	if (BN_mod_mul(t, r, d, order, ctx) != 1 || BN_mod_add(t, t, e, order, ctx) != 1 ||
-	    BN_mod_inverse(k, k, order, ctx) == NULL || BN_mod_mul(s, k, t, order, ctx) != 1)
-		abort();
-	if (BN_is_zero(r) || BN_is_zero(s))
-		goto out;
-	if (BN_bn2binpad(r, r_bytes, 32) != 32 || BN_bn2binpad(s, s_bytes, 32) != 32)
-		abort();
-	ok = true;
-out:
-	BN_free(k);
-	BN_free(e);
-	BN_free(r);
-	BN_free(s);
-	BN_free(t);
-	EC_POINT_free(p);
-	return ok;
 }
 
 static int
@@ -179,11 +115,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(r, in + 33, 32);
 	memcpy(s, in + 65, 32);
 	if (control & 0x80) {
-		BN_CTX *ctx = BN_CTX_new();
-
-		if (ctx == NULL)
-			abort();
-		made = fuzz_sign(privs[which], digest, r, s, ctx);
+		/* r's bytes are the nonce; the signature replaces them */
+		made = fuzz_p256_sign(group, order, privs[which], digest, r, r, s);
 		if (made && (control & 0x40)) {
 			BIGNUM *bs = BN_bin2bn(s, 32, NULL);
 
@@ -195,7 +128,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			s[31] ^= 1;
 			made = false;
 		}
-		BN_CTX_free(ctx);
 	}
 	want = fuzz_ref(keys[which], digest, r, s);
 	got = ecverify_p256_verify(accels[which], digest, r, s);
